@@ -3,25 +3,36 @@
  * LumiereError whose message says what went wrong and what to do; the CLI
  * prints `error [CODE]: message` and exits non-zero, never a stack trace.
  */
-export type ErrorCode =
-  | 'BAD_ARGUMENT'
-  | 'FILE_NOT_FOUND'
-  | 'FILE_UNWRITABLE'
-  | 'BAD_ONNX'
-  | 'BAD_SAFETENSORS'
-  | 'INPUT_MISMATCH'
-  | 'UNSUPPORTED_OP'
-  | 'PLAN_IMPOSSIBLE'
-  | 'PEER_UNREACHABLE'
-  | 'PEER_LOST'
-  | 'PEER_ERROR'
-  | 'DEADLINE_EXCEEDED'
-  | 'PROTOCOL'
-  | 'TOO_LARGE'
-  | 'STAGE_UNKNOWN'
-  | 'STAGE_FAILED'
-  | 'ABORTED'
-  | 'INTERNAL'
+export const ERROR_CODES = [
+  'BAD_ARGUMENT',
+  'FILE_NOT_FOUND',
+  'FILE_UNWRITABLE',
+  'BAD_ONNX',
+  'BAD_SAFETENSORS',
+  'INPUT_MISMATCH',
+  'UNSUPPORTED_OP',
+  'PLAN_IMPOSSIBLE',
+  'PEER_UNREACHABLE',
+  'PEER_LOST',
+  'PEER_ERROR',
+  'DEADLINE_EXCEEDED',
+  'PROTOCOL',
+  'TOO_LARGE',
+  'STAGE_UNKNOWN',
+  'STAGE_FAILED',
+  'ABORTED',
+  'INTERNAL',
+  /** A peer refused a request because it is at its concurrency limit; retry later or elsewhere. */
+  'BUSY',
+  /** A well-formed request of a type the remote does not handle. */
+  'UNKNOWN_REQUEST'
+] as const
+
+export type ErrorCode = typeof ERROR_CODES[number]
+
+export function isErrorCode (value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value)
+}
 
 export class LumiereError extends Error {
   readonly code: ErrorCode

@@ -1,0 +1,30 @@
+import { Command, CommanderError } from 'commander'
+import { isLumiereError } from '../../src/errors.ts'
+import { inferCommand } from './infer-command.ts'
+import { peerCommand } from './peer-command.ts'
+import { planCommand } from './plan-command.ts'
+
+const program = new Command('lumiere')
+  .description('Distributed inference of space-time diffusion video models over a libp2p mesh')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+program.addCommand(peerCommand())
+program.addCommand(planCommand())
+program.addCommand(inferCommand())
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed the usage error; help and version exit 0.
+    process.exitCode = err.exitCode
+  } else if (isLumiereError(err)) {
+    console.error(`error [${err.code}]: ${err.message}`)
+    process.exitCode = 1
+  } else {
+    console.error(`error [INTERNAL]: ${err instanceof Error ? err.message : String(err)}`)
+    if (process.env.LUMIERE_DEBUG != null && err instanceof Error) console.error(err.stack)
+    process.exitCode = 70
+  }
+}

@@ -1,0 +1,69 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { LumiereError } from '../src/errors.ts'
+import { createMeshNode } from '../src/mesh/node.ts'
+import { rpcCall } from '../protocol/rpc.ts'
+import { Inbox } from './inbox.ts'
+import type { Capabilities } from '../peer/capabilities.ts'
+import type { MeshNode } from '../src/mesh/node.ts'
+
+export interface PeerInfo {
+  id: string
+  addrs: string[]
+  capabilities: Capabilities
+}
+
+export interface ConnectOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+/**
+ * The coordinator's libp2p node (dial-only) and its inbox for results.
+ * Peers answer over the connection the coordinator opened, so a coordinator
+ * behind NAT needs no listen address.
+ */
+export class Coordinator {
+  readonly node: MeshNode
+  readonly inbox: Inbox
+
+  private constructor (node: MeshNode) {
+    this.node = node
+    this.inbox = new Inbox(node)
+  }
+
+  static async start (): Promise<Coordinator> {
+    return new Coordinator(await createMeshNode())
+  }
+
+  /** Dials each peer and asks for its capabilities; an unreachable peer is an error naming it. */
+  async connect (addrs: string[], options: ConnectOptions = {}): Promise<PeerInfo[]> {
+    const peers = await Promise.all(addrs.map(async (addr) => {
+      let ma
+      try {
+        ma = multiaddr(addr)
+      } catch {
+        throw new LumiereError('BAD_ARGUMENT', `'${addr}' is not a multiaddr; peers print theirs when they start (or use --addr-file)`)
+      }
+      if (ma.getComponents().find((c) => c.name === 'p2p') == null) {
+        throw new LumiereError('BAD_ARGUMENT', `peer address '${addr}' lacks its /p2p/<peer id>; copy the full address the peer printed`)
+      }
+      try {
+        const { body } = await rpcCall(this.node, ma, 'capabilities', {}, { signal: options.signal, timeoutMs: options.timeoutMs ?? 15_000 })
+        return { id: body.peerId, addrs: [addr], capabilities: body }
+      } catch (err) {
+        if (err instanceof LumiereError && err.code !== 'PEER_UNREACHABLE' && err.code !== 'DEADLINE_EXCEEDED') throw err
+        throw new LumiereError('PEER_UNREACHABLE', `cannot reach peer ${addr}: ${err instanceof Error ? err.message : String(err)} — is 'lumiere peer' running there?`)
+      }
+    }))
+    const seen = new Set<string>()
+    for (const p of peers) {
+      if (seen.has(p.id)) throw new LumiereError('BAD_ARGUMENT', `peer ${p.id} is listed twice; give each peer once`)
+      seen.add(p.id)
+    }
+    return peers
+  }
+
+  async stop (): Promise<void> {
+    await this.node.stop()
+  }
+}

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { LumiereError } from '../src/errors.ts'
+import { rpcCall } from '../protocol/rpc.ts'
+import { routeStages } from './routes.ts'
+import type { Inbox } from './inbox.ts'
+import type { PlacedStage, Routes } from './routes.ts'
+import type { MeshNode } from '../src/mesh/node.ts'
+import type { Tensor } from '../src/tensor/tensor.ts'
+
+export interface StageGraph extends PlacedStage {
+  bytes: Uint8Array
+}
+
+export interface PipelineOptions {
+  signal?: AbortSignal
+  /** Deadline for each control call (stage upload, setup). */
+  callTimeoutMs?: number
+}
+
+export interface RunOptions {
+  signal?: AbortSignal
+  /** Deadline for the whole forward pass, inputs to outputs. */
+  timeoutMs?: number
+}
+
+const DEFAULT_CALL_TIMEOUT_MS = 60_000
+const DEFAULT_RUN_TIMEOUT_MS = 600_000
+
+/**
+ * A model's stages set up on peers for one job. `run` pushes the graph
+ * inputs to the stages that read them; activations then travel peer to
+ * peer, and only graph outputs come back here. Runs may overlap: that is
+ * what keeps a pipeline's stages busy.
+ */
+export class Pipeline {
+  readonly jobId = randomUUID()
+  private readonly node: MeshNode
+  private readonly inbox: Inbox
+  private readonly stages: StageGraph[]
+  private readonly routes: Routes
+  private readonly graphInputs: string[]
+  private readonly graphOutputs: string[]
+  private nextRun = 0
+
+  private constructor (node: MeshNode, inbox: Inbox, stages: StageGraph[], graphInputs: string[], graphOutputs: string[]) {
+    this.node = node
+    this.inbox = inbox
+    this.stages = stages
+    this.graphInputs = graphInputs
+    this.graphOutputs = graphOutputs
+    this.routes = routeStages(stages, graphInputs, graphOutputs)
+  }
+
+  /** Uploads stage graphs peers lack (by hash) and sets the job up on every peer. */
+  static async open (node: MeshNode, inbox: Inbox, stages: StageGraph[], graph: { inputs: string[], outputs: string[] }, options: PipelineOptions = {}): Promise<Pipeline> {
+    const p = new Pipeline(node, inbox, stages, graph.inputs, graph.outputs)
+    const timeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS
+    const call = { signal: options.signal, timeoutMs }
+    await Promise.all(stages.map(async (s) => {
+      const target = p.target(s.peer)
+      const { body } = await rpcCall(node, target, 'stage.has', { hash: s.hash }, call)
+      if (body.present !== true) {
+        await rpcCall(node, target, 'stage.put', { hash: s.hash }, { ...call, tensors: { model: { dtype: 'U8', shape: [s.bytes.byteLength], data: s.bytes } } })
+      }
+    }))
+    inbox.open(p.jobId, stages.map((s) => s.peer))
+    try {
+      await Promise.all([...p.routes.byPeer].map(async ([peer, routes]) => {
+        await rpcCall(node, p.target(peer), 'job.setup', { jobId: p.jobId, stages: routes, coordinator: node.peerId.toString() }, call)
+      }))
+    } catch (err) {
+      await p.close()
+      throw err
+    }
+    return p
+  }
+
+  /** One forward pass over the mesh. */
+  async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
+    const runId = String(this.nextRun++)
+    const timeoutMs = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal != null ? [options.signal] : [])])
+    const direct = Object.fromEntries(this.graphOutputs.filter((n) => this.graphInputs.includes(n)).map((n) => [n, inputs[n]]))
+    const expected = this.graphOutputs.filter((n) => direct[n] == null)
+    const done = this.inbox.expect(this.jobId, runId, expected, signal, timeoutMs)
+    done.catch(() => {})
+    await Promise.all([...this.routes.feeds].map(async ([stage, names]) => {
+      const s = this.stages.find((x) => x.index === stage)
+      if (s == null) throw new LumiereError('INTERNAL', `no stage ${stage}`)
+      const tensors = Object.fromEntries(names.map((n) => [n, inputs[n]]))
+      await rpcCall(this.node, this.target(s.peer), 'run.push', { jobId: this.jobId, runId, stage }, { tensors, signal, timeoutMs })
+    })).catch((err: unknown) => {
+      this.inbox.fail(this.jobId, runId, err)
+    })
+    return { ...direct, ...await done }
+  }
+
+  async close (): Promise<void> {
+    this.inbox.close(this.jobId)
+    await Promise.allSettled([...this.routes.byPeer.keys()].map(async (peer) => {
+      await rpcCall(this.node, this.target(peer), 'job.close', { jobId: this.jobId }, { timeoutMs: 5_000 })
+    }))
+  }
+
+  private target (peer: string) {
+    const s = this.stages.find((x) => x.peer === peer)
+    if (s != null && s.addrs.length > 0) return s.addrs.map((a) => multiaddr(a))
+    return peerIdFromString(peer)
+  }
+}

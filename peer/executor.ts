@@ -1,0 +1,87 @@
+import { setTimeout as wait } from 'node:timers/promises'
+import { Worker } from 'node:worker_threads'
+import { LumiereError } from '../src/errors.ts'
+import type { ErrorCode } from '../src/errors.ts'
+import type { Tensor } from '../src/tensor/tensor.ts'
+import type { WorkerCall, WorkerReply } from './worker-messages.ts'
+
+type Pending = { resolve: (reply: WorkerReply & { ok: true }) => void, reject: (err: Error) => void }
+
+export interface ExecutorOptions {
+  /** Execution providers in preference order, e.g. ['cuda', 'cpu']. */
+  providers?: string[]
+  /** ORT intra-op threads; 0 lets ORT choose. */
+  threads?: number
+  /** Test and demo option: make every run take this many times as long. */
+  throttle?: number
+}
+
+export interface RunResult {
+  outputs: Record<string, Tensor>
+  ms: number
+}
+
+/**
+ * The event-loop side of one ORT worker thread. Runs are queued by the
+ * worker, one at a time, so a peer's stages never fight over cores.
+ */
+export class Executor {
+  private readonly worker: Worker
+  private readonly pending = new Map<number, Pending>()
+  private readonly options: Required<ExecutorOptions>
+  private nextId = 0
+  private failure: Error | undefined
+
+  constructor (options: ExecutorOptions = {}) {
+    this.options = { providers: ['cpu'], threads: 0, throttle: 1, ...options }
+    this.worker = new Worker(new URL('./ort-worker.ts', import.meta.url))
+    this.worker.on('message', (reply: WorkerReply) => { this.settle(reply) })
+    this.worker.on('error', (err) => { this.failAll(new LumiereError('INTERNAL', `ORT worker crashed: ${err.message}`)) })
+    this.worker.on('exit', (code) => { this.failAll(new LumiereError('INTERNAL', `ORT worker exited with code ${code}`)) })
+  }
+
+  async load (key: string, model: Uint8Array): Promise<void> {
+    await this.call({ op: 'load', key, model, providers: this.options.providers, threads: this.options.threads })
+  }
+
+  async run (key: string, feeds: Record<string, Tensor>, outputs: string[], signal?: AbortSignal): Promise<RunResult> {
+    const reply = await this.call({ op: 'run', key, feeds, outputs })
+    const ms = reply.ms ?? 0
+    if (this.options.throttle > 1) {
+      await wait(ms * (this.options.throttle - 1), undefined, { signal }).catch(() => { throw new LumiereError('ABORTED', 'run aborted') })
+    }
+    return { outputs: reply.outputs ?? {}, ms: ms * this.options.throttle }
+  }
+
+  async release (key: string): Promise<void> {
+    await this.call({ op: 'release', key })
+  }
+
+  async close (): Promise<void> {
+    this.failure ??= new LumiereError('ABORTED', 'executor closed')
+    await this.worker.terminate()
+  }
+
+  private async call (req: WorkerCall): Promise<WorkerReply & { ok: true }> {
+    if (this.failure != null) throw this.failure
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.worker.postMessage({ ...req, id })
+    })
+  }
+
+  private settle (reply: WorkerReply): void {
+    const p = this.pending.get(reply.id)
+    if (p == null) return
+    this.pending.delete(reply.id)
+    if (reply.ok) p.resolve(reply)
+    else p.reject(new LumiereError(reply.code as ErrorCode, reply.message))
+  }
+
+  private failAll (err: Error): void {
+    this.failure ??= err
+    for (const p of this.pending.values()) p.reject(this.failure)
+    this.pending.clear()
+  }
+}

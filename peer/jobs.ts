@@ -1,0 +1,102 @@
+import { LumiereError, toLumiereError } from '../src/errors.ts'
+import type { Executor } from './executor.ts'
+import type { Tensor } from '../src/tensor/tensor.ts'
+
+/** Where one stage output goes: another stage (on some peer) or the coordinator. */
+export type Destination = { peer: string, addrs: string[], stage: number } | { coordinator: true }
+
+export interface StageRoute {
+  index: number
+  hash: string
+  inputs: string[]
+  outputs: Array<{ name: string, to: Destination[] }>
+}
+
+export interface JobHooks {
+  /** Loads a cached stage graph into the executor; throws STAGE_UNKNOWN when it is not cached. */
+  loadStage: (hash: string) => Promise<void>
+  /** Delivers tensors to a destination (run.push); stage -1 means the coordinator. */
+  deliver: (job: Job, dest: Destination, runId: string, tensors: Record<string, Tensor>) => Promise<void>
+  /** Tells the coordinator a run failed here (run.failed). */
+  report: (job: Job, runId: string, stage: number, err: LumiereError) => Promise<void>
+}
+
+export interface Job {
+  id: string
+  coordinator: string
+  stages: Map<number, StageRoute>
+  /** Inputs received so far, per run and stage. */
+  waiting: Map<string, Record<string, Tensor>>
+}
+
+/** Bounds the inputs a job may hold for runs that have not started, per peer. */
+const MAX_WAITING_RUNS = 256
+
+/**
+ * A peer's jobs: stage routes set up by the coordinator, inputs gathered per
+ * (run, stage), and runs started the moment their last input arrives, with
+ * outputs forwarded straight to the stages that read them.
+ */
+export class JobTable {
+  private readonly jobs = new Map<string, Job>()
+  private readonly executor: Executor
+  private readonly hooks: JobHooks
+
+  constructor (executor: Executor, hooks: JobHooks) {
+    this.executor = executor
+    this.hooks = hooks
+  }
+
+  async setup (id: string, coordinator: string, stages: StageRoute[]): Promise<void> {
+    for (const s of stages) await this.hooks.loadStage(s.hash)
+    this.jobs.set(id, { id, coordinator, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map() })
+  }
+
+  /** Accepts inputs for one run of one stage; starts the run once all are in. */
+  push (jobId: string, runId: string, stage: number, tensors: Record<string, Tensor>): void {
+    const job = this.jobs.get(jobId)
+    if (job == null) throw new LumiereError('STAGE_UNKNOWN', `job ${jobId} is not set up on this peer`)
+    const route = job.stages.get(stage)
+    if (route == null) throw new LumiereError('STAGE_UNKNOWN', `stage ${stage} of job ${jobId} is not on this peer`)
+    for (const name of Object.keys(tensors)) {
+      if (!route.inputs.includes(name)) throw new LumiereError('PROTOCOL', `stage ${stage} has no input '${name}'`)
+    }
+    const key = `${runId}/${stage}`
+    if (!job.waiting.has(key) && job.waiting.size >= MAX_WAITING_RUNS) {
+      throw new LumiereError('TOO_LARGE', `job ${jobId} already holds inputs of ${MAX_WAITING_RUNS} runs that have not started`)
+    }
+    const have = { ...job.waiting.get(key), ...tensors }
+    if (route.inputs.some((name) => have[name] == null)) {
+      job.waiting.set(key, have)
+      return
+    }
+    job.waiting.delete(key)
+    void this.execute(job, route, runId, have)
+  }
+
+  async close (id: string): Promise<void> {
+    this.jobs.delete(id)
+  }
+
+  has (id: string): boolean {
+    return this.jobs.has(id)
+  }
+
+  private async execute (job: Job, route: StageRoute, runId: string, feeds: Record<string, Tensor>): Promise<void> {
+    try {
+      const { outputs } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name))
+      const byDest = new Map<string, { dest: Destination, tensors: Record<string, Tensor> }>()
+      for (const out of route.outputs) {
+        for (const dest of out.to) {
+          const key = 'coordinator' in dest ? 'coordinator' : `${dest.peer}/${dest.stage}`
+          const entry = byDest.get(key) ?? { dest, tensors: {} }
+          entry.tensors[out.name] = outputs[out.name]
+          byDest.set(key, entry)
+        }
+      }
+      await Promise.all([...byDest.values()].map(async ({ dest, tensors }) => this.hooks.deliver(job, dest, runId, tensors)))
+    } catch (err) {
+      await this.hooks.report(job, runId, route.index, toLumiereError(err, 'STAGE_FAILED')).catch(() => {})
+    }
+  }
+}

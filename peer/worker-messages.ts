@@ -1,0 +1,14 @@
+import type { Tensor } from '../src/tensor/tensor.ts'
+
+/** Messages between a peer's event loop and its ORT worker thread. */
+export type WorkerRequest =
+  | { id: number, op: 'load', key: string, model: Uint8Array, providers: string[], threads: number }
+  | { id: number, op: 'run', key: string, feeds: Record<string, Tensor>, outputs: string[] }
+  | { id: number, op: 'release', key: string }
+
+export type WorkerReply =
+  | { id: number, ok: true, outputs?: Record<string, Tensor>, ms?: number }
+  | { id: number, ok: false, code: string, message: string }
+
+/** A request before the executor numbers it. */
+export type WorkerCall = WorkerRequest extends infer R ? R extends unknown ? Omit<R, 'id'> : never : never
