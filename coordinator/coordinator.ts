@@ -26,13 +26,14 @@ export class Coordinator {
   readonly node: MeshNode
   readonly inbox: Inbox
 
-  private constructor (node: MeshNode) {
+  private constructor (node: MeshNode, inbox: Inbox) {
     this.node = node
-    this.inbox = new Inbox(node)
+    this.inbox = inbox
   }
 
   static async start (): Promise<Coordinator> {
-    return new Coordinator(await createMeshNode())
+    const node = await createMeshNode()
+    return new Coordinator(node, await Inbox.start(node))
   }
 
   /** Dials each peer and asks for its capabilities; an unreachable peer is an error naming it. */

@@ -23,8 +23,16 @@ interface OpenJob {
 export class Inbox {
   private readonly jobs = new Map<string, OpenJob>()
 
-  constructor (node: MeshNode) {
-    handleRpc(node, {
+  private constructor () {}
+
+  static async start (node: MeshNode): Promise<Inbox> {
+    const inbox = new Inbox()
+    await inbox.listen(node)
+    return inbox
+  }
+
+  private async listen (node: MeshNode): Promise<void> {
+    await handleRpc(node, {
       'run.push': async ({ body, tensors, from }) => {
         const run = this.run(body.jobId, body.runId, from.toString())
         for (const [name, t] of Object.entries(tensors)) {

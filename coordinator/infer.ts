@@ -1,5 +1,5 @@
 import { LumiereError } from '../src/errors.ts'
-import { buildDag } from '../src/onnx/graph.ts'
+import { buildDagProbed } from '../src/onnx/graph.ts'
 import { loadModel } from '../src/onnx/model-io.ts'
 import { checkInputs } from './check-inputs.ts'
 import { Coordinator } from './coordinator.ts'
@@ -34,7 +34,7 @@ export async function inferOnMesh (modelPath: string, inputs: Record<string, Ten
   if ((options.peers == null) === (options.local == null)) throw new LumiereError('BAD_ARGUMENT', 'give either --local K or --peers ADDR[,ADDR…]')
   const model = await loadModel(modelPath)
   const bindings = checkInputs(model, inputs)
-  const dag = await buildDag(model, { inputShapes: Object.fromEntries(Object.entries(inputs).map(([n, t]) => [n, t.shape])), dims: bindings })
+  const dag = await buildDagProbed(model, { inputs, dims: bindings, inputShapes: Object.fromEntries(Object.entries(inputs).map(([n, t]) => [n, t.shape])) })
   let mesh: LocalMesh | undefined
   const coordinator = await Coordinator.start()
   try {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as wait } from 'node:timers/promises'
@@ -38,6 +38,8 @@ export async function startLocalMesh (k: number, options: LocalMeshOptions = {})
   if (!Number.isInteger(k) || k < 1) throw new LumiereError('BAD_ARGUMENT', `--local needs a whole number of peers ≥ 1, got ${k}`)
   const dir = await mkdtemp(join(tmpdir(), 'lumiere-mesh-'))
   const transport = options.transport ?? 'tcp'
+  // K peers share this machine's cores; more threads would only contend.
+  const threads = Math.max(1, Math.floor(availableParallelism() / k))
   const children: ChildProcess[] = []
   const stop = async (): Promise<void> => {
     await Promise.all(children.map(stopChild))
@@ -46,7 +48,7 @@ export async function startLocalMesh (k: number, options: LocalMeshOptions = {})
   try {
     const peers = await Promise.all(Array.from({ length: k }, async (_, i) => {
       const addrFile = join(dir, `peer-${i}.addrs`)
-      const args = [CLI, 'peer', '--listen', loopbackListen(transport), '--addr-file', addrFile, '--quiet',
+      const args = [CLI, 'peer', '--listen', loopbackListen(transport), '--addr-file', addrFile, '--quiet', '--threads', String(threads),
         ...(options.cacheDir != null ? ['--cache', options.cacheDir] : []), ...(options.extraArgs?.(i) ?? [])]
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
       children.push(child)

@@ -104,7 +104,7 @@ function num (x: unknown, what: string): number {
 }
 
 function stageRef (x: unknown, k: number, special: 'input' | 'output', what: string): number | 'input' | 'output' {
-  if (x === special) return x
+  if (x === special) return special
   if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= k) fail(`${what} must be a stage index below ${k} or '${special}'`)
   return x
 }

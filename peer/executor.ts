@@ -1,4 +1,5 @@
 import { setTimeout as wait } from 'node:timers/promises'
+import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { LumiereError } from '../src/errors.ts'
 import type { ErrorCode } from '../src/errors.ts'
@@ -10,7 +11,7 @@ type Pending = { resolve: (reply: WorkerReply & { ok: true }) => void, reject: (
 export interface ExecutorOptions {
   /** Execution providers in preference order, e.g. ['cuda', 'cpu']. */
   providers?: string[]
-  /** ORT intra-op threads; 0 lets ORT choose. */
+  /** ORT intra-op threads (default: every core). */
   threads?: number
   /** Test and demo option: make every run take this many times as long. */
   throttle?: number
@@ -33,7 +34,7 @@ export class Executor {
   private failure: Error | undefined
 
   constructor (options: ExecutorOptions = {}) {
-    this.options = { providers: ['cpu'], threads: 0, throttle: 1, ...options }
+    this.options = { providers: options.providers ?? ['cpu'], threads: options.threads ?? availableParallelism(), throttle: options.throttle ?? 1 }
     this.worker = new Worker(new URL('./ort-worker.ts', import.meta.url))
     this.worker.on('message', (reply: WorkerReply) => { this.settle(reply) })
     this.worker.on('error', (err) => { this.failAll(new LumiereError('INTERNAL', `ORT worker crashed: ${err.message}`)) })

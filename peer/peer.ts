@@ -4,7 +4,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError } from '../src/errors.ts'
 import { createMeshNode } from '../src/mesh/node.ts'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
-import { measureCapabilities } from './capabilities.ts'
+import { detectProviders, measureCapabilities } from './capabilities.ts'
 import { Executor } from './executor.ts'
 import { JobTable } from './jobs.ts'
 import { StageCache, stageHash } from './stage-cache.ts'
@@ -37,9 +37,10 @@ const DELIVER_TIMEOUT_MS = 120_000
  */
 export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const cache = new StageCache(options.cacheDir)
-  const executor = new Executor({ providers: options.providers, threads: options.threads, throttle: options.throttle })
+  const providers = await detectProviders(options.providers)
+  const executor = new Executor({ providers, threads: options.threads, throttle: options.throttle })
   const node = await createMeshNode({ listen: options.listen })
-  const capabilities = await measureCapabilities(executor, cache, node.peerId.toString())
+  const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
   const loaded = new Set<string>()
 
   const jobs = new JobTable(executor, {
@@ -60,7 +61,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     }
   })
 
-  handleRpc(node, {
+  await handleRpc(node, {
     ping: async () => ({ body: { time: Date.now() } }),
     capabilities: async () => ({ body: { ...capabilities, cachedStages: await cache.count() } }),
     'stage.has': async ({ body }) => ({ body: { present: await cache.has(body.hash) } }),

@@ -13,7 +13,7 @@ export function peerCommand (): Command {
     .option('--addr-file <file>', 'write the full multiaddrs (with /p2p/ id), one per line, once listening')
     .option('--cache <dir>', 'stage graph cache folder', stageCacheDir())
     .option('--ep <list>', 'execution providers in preference order, e.g. cuda,cpu (default: every one that loads)', list)
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: onnxruntime decides)', positiveInt('--threads'))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt('--threads'))
     .option('--throttle <factor>', 'testing: make every stage run this many times slower', positiveNumber('--throttle'))
     .option('--quiet', 'log warnings and errors only')
     .action(async (opts: { listen?: string[], addrFile?: string, cache: string, ep?: string[], threads?: number, throttle?: number, quiet?: boolean }) => {

@@ -20,6 +20,21 @@ export interface DagValue {
   kind: 'input' | 'initializer' | 'activation'
   /** True for a graph output. */
   isOutput: boolean
+  /** ONNX element type (TensorProto.DataType), exact where `dtype` says 'OTHER'; 0 unknown. */
+  elemType?: number
+  /**
+   * 'sequence' for ONNX sequences (lists built in Loops): shape null, bytes 0,
+   * dims = element dims. A sequence cannot cross stages (onnxruntime's JS API
+   * can neither feed nor fetch one): keep its producer and consumers in one
+   * stage, or extraction fails with PLAN_IMPOSSIBLE.
+   */
+  valueKind?: 'tensor' | 'sequence' | 'other'
+  /**
+   * Static dims as inferred without binding symbolic input dims: numbers,
+   * symbolic names ('batch'), or '?N' for unknown. Stage models declare
+   * these, so a stage accepts what the whole graph accepts. null: rank unknown.
+   */
+  dims?: Array<number | string> | null
 }
 
 export interface DagNode {
@@ -40,8 +55,12 @@ export interface DagNode {
    * outputs instead of sending those over the wire: Constant, and pure
    * shape-computing chains (Shape, Gather on shapes, Unsqueeze, Concat of
    * shapes, ...) whose inputs are all constants, initializers or shapes.
+   * A chain rooted in Shape(X) is duplicated only into a stage that holds X
+   * anyway; see planStage in src/onnx/extract.ts.
    */
   duplicable: boolean
+  /** Index of the node in the model's graph.node (differs from `index` only if the file was not sorted). */
+  protoIndex?: number
 }
 
 export interface Dag {

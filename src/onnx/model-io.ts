@@ -156,14 +156,16 @@ export function cloneModel (model: ModelProto): ModelProto {
 
 /** Moves a tensor's contents into raw_data (typed fields and external refs cleared). */
 function setInline (t: TensorProto, bytes: Uint8Array): void {
+  // Deleted, not set to defaults: proto2 would encode an explicit default.
+  delete t.dataLocation
+  delete t.externalData
+  delete t.floatData; delete t.int32Data; delete t.int64Data; delete t.doubleData; delete t.uint64Data
   t.rawData = bytes
-  t.dataLocation = 0
-  t.externalData = []
-  t.floatData = []; t.int32Data = []; t.int64Data = []; t.doubleData = []; t.uint64Data = []
 }
 
 function setExternal (t: TensorProto, location: string, offset: number, length: number): void {
   setInline(t, new Uint8Array(0))
+  delete t.rawData
   t.dataLocation = EXTERNAL
   t.externalData = [{ key: 'location', value: location }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(length) }]
 }

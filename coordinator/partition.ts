@@ -1,0 +1,757 @@
+import type { Dag } from '../src/onnx/dag.ts'
+import { LumiereError } from '../src/errors.ts'
+import type { Boundary, PeerCapacity, Plan, StageInput, StageOutput, StagePlan } from './plan.ts'
+
+/**
+ * The partitioner: cuts a Dag's topological order into K contiguous stages
+ * and places them on K distinct peers. Pure: no IO, deterministic.
+ *
+ * Objective (the rule):
+ *   1. Minimise the bottleneck B = max over stages of flops / speed of the
+ *      stage's peer, over every contiguous cut and every candidate peer order
+ *      (below), subject to every stage fitting its peer's memory
+ *      (paramBytes + peakActivationBytes <= memoryBytes). Call the best B*.
+ *   2. Among all cuts and orders whose bottleneck is <= B* x (1 + balance)
+ *      (balance defaults to 0.1: within 10 % of the best), take the one with
+ *      the fewest wire bytes per forward pass; ties go to the lower
+ *      bottleneck, then to the earlier candidate order.
+ *   Both steps are exact dynamic programs over cut positions (the wire bytes
+ *   of a plan are the sum over stages of the bytes each stage receives, and
+ *   what a contiguous stage [i, j) receives depends only on i and j, so the
+ *   sum is additive over stages). For graphs with more than MAX_UNITS
+ *   assignable nodes the cut positions are first thinned to about MAX_UNITS
+ *   candidates, one per block of consecutive positions, the one with the
+ *   fewest activation bytes crossing it.
+ *
+ * Wire bytes: a value crosses once to every stage that needs it (however
+ * many of that stage's nodes read it), straight from the producing stage
+ * (activations travel peer to peer, not through the stages in between).
+ * Graph inputs come from 'input' (the coordinator) once per consuming stage;
+ * graph outputs go once to 'output'.
+ *
+ * Duplicable nodes are never assigned: every stage that needs their outputs
+ * gets its own copy, so their outputs never cross; what such a node reads in
+ * turn is needed by that stage (traced through duplicable chains), except the
+ * data input of a duplicable Shape/Size node whose shape is known statically
+ * (extraction folds it into a constant). A duplicable node whose output is a
+ * graph output is assigned to the last stage.
+ *
+ * Peer assignment: the order in which peers take consecutive stages matters
+ * for heterogeneous peers (speed sets each stage's time, memory what fits),
+ * so the DP is run for a few fixed orders and the rule above picks across
+ * all of them. Candidate orders: two subsets of K peers (the K fastest, and
+ * the K with the most memory), each ordered four ways (speed descending,
+ * speed ascending, memory descending, memory ascending); orders whose
+ * (speed, memory) sequence repeats one already tried are skipped, so equal
+ * peers cost one run. With K = 1 every peer is tried alone. Ties keep the
+ * caller's peer order.
+ *
+ * Peak activation estimate (peakActivationBytes), a liveness scan over the
+ * stage's nodes in topological order: the stage's inputs are held for the
+ * whole run; each node's outputs are allocated when it runs; a value made
+ * inside the stage is freed after its last reader in the stage unless it
+ * leaves the stage (needed by a later stage or a graph output), in which case
+ * it is held to the end. The peak of that running sum is the estimate. It
+ * ignores an operator's own scratch memory and the outputs of duplicated
+ * shape nodes (tiny).
+ *
+ * Stage flops are those of the assigned nodes (duplicated nodes are cheap
+ * and not counted). Stage paramBytes are the distinct initializers the stage
+ * reads (through duplicated nodes too), each counted once per stage, plus any
+ * parameter bytes of a node beyond its main-graph initializer inputs (e.g. a
+ * Loop body's own initializers).
+ */
+
+export interface PartitionOptions {
+  /** K, the number of pipeline stages (>= 1, <= peers.length). */
+  stages: number
+  /** Relative slack on the best bottleneck within which fewer wire bytes win. Default 0.1. */
+  balance?: number
+}
+
+export const DEFAULT_BALANCE = 0.1
+/** Above this many assignable nodes the cut positions are thinned (see the header). */
+export const MAX_UNITS = 2000
+
+/** Relative slack for float noise when comparing times against a bound. */
+const EPS = 1e-9
+
+interface Model {
+  /** Non-duplicable (assigned) nodes. */
+  n: number
+  /** Positions 0..n-1 are the non-duplicable nodes in order; n..P-1 the duplicable graph-output producers (always on the last stage). */
+  P: number
+  nodeAt: number[]
+  flopsPrefix: Float64Array
+  /** Per node index: parameter bytes beyond its main-graph initializer inputs. */
+  ownExtra: Float64Array
+  /** Per position: bytes of its outputs. */
+  actBytes: Float64Array
+  /** Per position: value ids the node needs from outside itself (activations and graph inputs, traced through duplicable chains). */
+  needs: number[][]
+  /** Per position: initializer value ids read (traced through duplicable chains). */
+  inits: number[][]
+  /** Per position: duplicable node indices copied in for it. */
+  dups: number[][]
+  /** Per position: value ids of its outputs. */
+  produced: number[][]
+  vName: string[]
+  vBytes: Float64Array
+  /** Producing position, or -1 (graph input / initializer / not produced by an assigned node). */
+  vProd: Int32Array
+  vIsOut: Uint8Array
+  /** Highest position needing the value, -1 when none. */
+  vMaxNeed: Int32Array
+  /** Positions needing the value, ascending. */
+  vNeeders: number[][]
+  /** Per position: values (made by some position) whose last reader it is. */
+  freeAt: number[][]
+}
+
+function bad (message: string): never {
+  throw new LumiereError('BAD_ARGUMENT', message)
+}
+
+function impossible (message: string): never {
+  throw new LumiereError('PLAN_IMPOSSIBLE', message)
+}
+
+function staticShape (shape: number[] | null): boolean {
+  return shape !== null && shape.every(d => Number.isInteger(d) && d >= 0)
+}
+
+function analyse (dag: Dag): Model {
+  const nodes = dag.nodes
+  const N = nodes.length
+  nodes.forEach((node, i) => {
+    if (node.index !== i) bad(`DAG node ${i} (${node.name}) has index ${node.index}; nodes must be listed by index in topological order`)
+  })
+
+  // Value ids for every value and initializer name.
+  const ids = new Map<string, number>()
+  const vName: string[] = []
+  const bytesOf: number[] = []
+  const isInit: boolean[] = []
+  const idOf = (name: string): number => {
+    let id = ids.get(name)
+    if (id === undefined) {
+      id = vName.length
+      ids.set(name, id)
+      vName.push(name)
+      const v = dag.values.get(name)
+      const init = dag.initializers.get(name)
+      bytesOf.push(init?.bytes ?? v?.bytes ?? 0)
+      isInit.push(init !== undefined || v?.kind === 'initializer')
+    }
+    return id
+  }
+  for (const name of dag.values.keys()) idOf(name)
+  for (const name of dag.initializers.keys()) idOf(name)
+  const outputNames = new Set(dag.outputs)
+  for (const [name, v] of dag.values) if (v.isOutput) outputNames.add(name)
+
+  // Positions.
+  const nodeAt: number[] = []
+  const extras: number[] = []
+  for (let i = 0; i < N; i++) {
+    const node = nodes[i]
+    if (!node.duplicable) nodeAt.push(i)
+    else if (node.outputs.some(o => outputNames.has(o))) extras.push(i)
+  }
+  const n = nodeAt.length
+  nodeAt.push(...extras)
+  const P = nodeAt.length
+  const posOf = new Int32Array(N).fill(-1)
+  nodeAt.forEach((i, p) => { posOf[i] = p })
+
+  // What each node needs, traced through duplicable producers (memoised per
+  // duplicable node, in index order = topological order).
+  interface Closure { needs: Set<number>, inits: Set<number>, dups: Set<number> }
+  const dupClosure = new Map<number, Closure>()
+  const producerOf = (name: string): number => dag.values.get(name)?.producer ?? -1
+  const closureOf = (i: number): Closure => {
+    const node = nodes[i]
+    const c: Closure = { needs: new Set(), inits: new Set(), dups: new Set() }
+    const folds = node.duplicable && (node.opType === 'Shape' || node.opType === 'Size')
+    node.inputs.forEach((name, k) => {
+      if (name === '') return
+      const v = dag.values.get(name)
+      if (v === undefined && !dag.initializers.has(name)) return
+      if (folds && k === 0 && v !== undefined && staticShape(v.shape)) return
+      const id = idOf(name)
+      if (isInit[id]) { c.inits.add(id); return }
+      const p = producerOf(name)
+      if (p < 0 || p >= N) { c.needs.add(id); return }
+      if (nodes[p].duplicable) {
+        c.dups.add(p)
+        const sub = dupClosure.get(p)
+        if (sub !== undefined) {
+          for (const x of sub.needs) c.needs.add(x)
+          for (const x of sub.inits) c.inits.add(x)
+          for (const x of sub.dups) c.dups.add(x)
+        }
+        return
+      }
+      c.needs.add(id)
+    })
+    return c
+  }
+  for (let i = 0; i < N; i++) if (nodes[i].duplicable) dupClosure.set(i, closureOf(i))
+
+  const ownExtra = new Float64Array(N)
+  for (let i = 0; i < N; i++) {
+    let direct = 0
+    for (const name of new Set(nodes[i].inputs)) {
+      if (name === '') continue
+      const id = ids.get(name)
+      if (id !== undefined && isInit[id]) direct += bytesOf[id]
+    }
+    ownExtra[i] = Math.max(0, nodes[i].paramBytes - direct)
+  }
+
+  const needs: number[][] = []
+  const inits: number[][] = []
+  const dups: number[][] = []
+  const produced: number[][] = []
+  const actBytes = new Float64Array(P)
+  const flopsPrefix = new Float64Array(P + 1)
+  for (let p = 0; p < P; p++) {
+    const i = nodeAt[p]
+    const c = p < n ? closureOf(i) : dupClosure.get(i) as Closure
+    needs.push([...c.needs])
+    inits.push([...c.inits])
+    dups.push([...c.dups].filter(d => d !== i))
+    const outs = [...new Set(nodes[i].outputs.filter(o => o !== ''))].map(idOf)
+    produced.push(outs)
+    let a = 0
+    for (const v of outs) a += bytesOf[v]
+    actBytes[p] = a
+    flopsPrefix[p + 1] = flopsPrefix[p] + Math.max(0, nodes[i].flops)
+  }
+
+  const V = vName.length
+  const vBytes = Float64Array.from(bytesOf)
+  const vProd = new Int32Array(V).fill(-1)
+  const vIsOut = new Uint8Array(V)
+  const vMaxNeed = new Int32Array(V).fill(-1)
+  const vNeeders: number[][] = Array.from({ length: V }, () => [])
+  for (let p = 0; p < P; p++) for (const v of produced[p]) vProd[v] = p
+  for (const name of outputNames) { const id = ids.get(name); if (id !== undefined) vIsOut[id] = 1 }
+  for (let p = 0; p < P; p++) {
+    for (const v of needs[p]) { vMaxNeed[v] = p; vNeeders[v].push(p) }
+  }
+  const freeAt: number[][] = Array.from({ length: P }, () => [])
+  for (let v = 0; v < V; v++) if (vProd[v] >= 0 && vMaxNeed[v] >= 0) freeAt[vMaxNeed[v]].push(v)
+  return { n, P, nodeAt, flopsPrefix, ownExtra, actBytes, needs, inits, dups, produced, vName, vBytes, vProd, vIsOut, vMaxNeed, vNeeders, freeAt }
+}
+
+/**
+ * Incremental state of one contiguous range of positions [start, end): the
+ * bytes it receives (inBytes), its parameter bytes, and `inside`, the peak
+ * of the liveness scan over values made inside the range, so that the
+ * stage's peak activation estimate is inBytes + inside. Grows one position
+ * at a time, rightwards (new end) or leftwards (new start).
+ *
+ * The liveness scan (see the header) holds a value made at position p from p
+ * through its last reader q = vMaxNeed (freed after q runs) or, when q >= end or it
+ * is a graph output, to the end of the range; a value nobody reads is freed
+ * right after p. So the live bytes at t are those of values made in the range
+ * before t and read at t or later (or held), plus all of t's outputs.
+ * Rightwards that is a running sum; leftwards each new position adds its
+ * outputs at t = start and its read values over [start + 1, min(q, end - 1)]
+ * (held ones to end - 1): a segment tree with
+ * range add and global max (stamped, so a reset is O(1)).
+ */
+class RangeState {
+  start = 0
+  end = 0
+  inBytes = 0
+  params = 0
+  inside = 0
+  private live = 0
+  private gen = 0
+  private readonly m: Model
+  private readonly vStamp: Int32Array
+  private readonly vCnt: Int32Array
+  private readonly iStamp: Int32Array
+  private readonly dStamp: Int32Array
+  // Segment tree over positions: max of children + own pending add.
+  private readonly size: number
+  private readonly tMax: Float64Array
+  private readonly tAdd: Float64Array
+  private readonly tStamp: Int32Array
+
+  constructor (m: Model, nodeCount: number) {
+    this.m = m
+    this.vStamp = new Int32Array(m.vName.length)
+    this.vCnt = new Int32Array(m.vName.length)
+    this.iStamp = new Int32Array(m.vName.length)
+    this.dStamp = new Int32Array(nodeCount)
+    let size = 1
+    while (size < Math.max(1, m.P)) size *= 2
+    this.size = size
+    this.tMax = new Float64Array(2 * size)
+    this.tAdd = new Float64Array(2 * size)
+    this.tStamp = new Int32Array(2 * size)
+  }
+
+  /** Empties the range, placing it at `pos`. */
+  reset (pos: number): void {
+    this.gen++
+    this.start = pos
+    this.end = pos
+    this.inBytes = 0
+    this.params = 0
+    this.inside = 0
+    this.live = 0
+  }
+
+  /** Peak activation estimate of the current range. */
+  get peak (): number {
+    return this.inBytes + this.inside
+  }
+
+  /** Adds position p, which must be start - 1 (leftwards) or end (rightwards). */
+  add (p: number, leftwards: boolean): void {
+    const m = this.m
+    const gen = this.gen
+    if (leftwards) this.start = p
+    else this.end = p + 1
+    for (const v of m.needs[p]) {
+      if (this.vStamp[v] !== gen) { this.vStamp[v] = gen; this.vCnt[v] = 0 }
+      if (this.vCnt[v]++ === 0 && m.vProd[v] < this.start) this.inBytes += m.vBytes[v]
+    }
+    if (leftwards) {
+      for (const v of m.produced[p]) {
+        if (this.vStamp[v] === gen && this.vCnt[v] > 0) this.inBytes -= m.vBytes[v]
+      }
+    }
+    for (const q of m.inits[p]) {
+      if (this.iStamp[q] !== gen) { this.iStamp[q] = gen; this.params += m.vBytes[q] }
+    }
+    for (const d of m.dups[p]) {
+      if (this.dStamp[d] !== gen) { this.dStamp[d] = gen; this.params += m.ownExtra[d] }
+    }
+    const self = m.nodeAt[p]
+    if (p < m.n) this.params += m.ownExtra[self]
+    else if (this.dStamp[self] !== gen) { this.dStamp[self] = gen; this.params += m.ownExtra[self] }
+
+    if (!leftwards) {
+      this.live += m.actBytes[p]
+      if (this.live > this.inside) this.inside = this.live
+      for (const v of m.freeAt[p]) if (m.vProd[v] >= this.start && m.vIsOut[v] === 0) this.live -= m.vBytes[v]
+      for (const v of m.produced[p]) if (m.vMaxNeed[v] < 0 && m.vIsOut[v] === 0) this.live -= m.vBytes[v]
+      return
+    }
+    this.treeAdd(1, 0, this.size - 1, p, p, m.actBytes[p], true)
+    for (const v of m.produced[p]) {
+      const q = m.vMaxNeed[v]
+      if (q < 0 && m.vIsOut[v] === 0) continue
+      const hi = m.vIsOut[v] === 1 ? this.end - 1 : Math.min(q, this.end - 1)
+      if (hi >= p + 1) this.treeAdd(1, 0, this.size - 1, p + 1, hi, m.vBytes[v], false)
+    }
+    const top = this.tMax[1]
+    this.inside = top > 0 ? top : 0
+  }
+
+  private touch (node: number): void {
+    if (this.tStamp[node] !== this.gen) {
+      this.tStamp[node] = this.gen
+      this.tMax[node] = -Infinity
+      this.tAdd[node] = 0
+    }
+  }
+
+  /** Adds delta on [l, r]; with `set`, position l (= r) goes from empty to delta. */
+  private treeAdd (node: number, nl: number, nr: number, l: number, r: number, delta: number, set: boolean): void {
+    this.touch(node)
+    if (r < nl || nr < l) return
+    if (l <= nl && nr <= r) {
+      if (set) { this.tMax[node] = delta; this.tAdd[node] = delta } else { this.tMax[node] += delta; this.tAdd[node] += delta }
+      return
+    }
+    const mid = (nl + nr) >> 1
+    this.treeAdd(2 * node, nl, mid, l, r, delta, set)
+    this.treeAdd(2 * node + 1, mid + 1, nr, l, r, delta, set)
+    const a = this.tMax[2 * node]
+    const b = this.tMax[2 * node + 1]
+    this.tMax[node] = (a > b ? a : b) + this.tAdd[node]
+  }
+}
+
+/** Cut candidates: positions 0 = c[0] < ... < c[U] = P. */
+function cutCandidates (m: Model, k: number): number[] {
+  const { n, P } = m
+  if (n <= MAX_UNITS || k > MAX_UNITS / 4) {
+    const c: number[] = []
+    for (let p = 0; p < n; p++) c.push(p)
+    c.push(P)
+    return n === 0 ? [0, P] : c
+  }
+  // Activation bytes crossing the cut before position p, for p in 1..n-1.
+  const diff = new Float64Array(n + 2)
+  for (let v = 0; v < m.vName.length; v++) {
+    const a = m.vProd[v]
+    const b = Math.min(m.vMaxNeed[v], n - 1)
+    if (a >= 0 && a < n && b > a) { diff[a + 1] += m.vBytes[v]; diff[b + 1] -= m.vBytes[v] }
+  }
+  const cross = new Float64Array(n + 1)
+  let run = 0
+  for (let p = 0; p <= n; p++) { run += diff[p]; cross[p] = run }
+  const block = Math.ceil((n - 1) / (MAX_UNITS - 1))
+  const c = [0]
+  for (let lo = 1; lo <= n - 1; lo += block) {
+    const hi = Math.min(n - 1, lo + block - 1)
+    let best = lo
+    for (let p = lo + 1; p <= hi; p++) if (cross[p] < cross[best]) best = p
+    c.push(best)
+  }
+  c.push(P)
+  return c
+}
+
+interface Search {
+  /** Unit indices of the K + 1 cut boundaries. */
+  cuts: number[]
+  bottleneck: number
+  wire: number
+}
+
+/**
+ * The DP over cut units for one peer order. mode 'time': minimise the
+ * bottleneck. mode 'wire': minimise received bytes (then the bottleneck)
+ * subject to every stage time <= bound. Returns null when nothing fits.
+ */
+function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'wire', bound: number, checkMemory: boolean,
+  state: RangeState): Search | null {
+  const K = order.length
+  const U = c.length - 1
+  const W = U + 1
+  const F = m.flopsPrefix
+  const wire = new Float64Array(K * W).fill(Infinity)
+  const worst = new Float64Array(K * W).fill(Infinity)
+  const par = new Int32Array(K * W).fill(-1)
+
+  const fits = (mem: number): boolean => !checkMemory || state.params + state.peak <= mem
+  // Lexicographic comparison of candidate (w, t) against the table cell.
+  const better = (cell: number, w: number, t: number): boolean => mode === 'time'
+    ? t < worst[cell]
+    : (w < wire[cell] || (w === wire[cell] && t < worst[cell]))
+
+  for (let k = 0; k < K; k++) {
+    const peer = order[k]
+    const mem = peer.memoryBytes
+    const jLo = k === K - 1 ? U : k + 1
+    const jHi = k === K - 1 ? U : U - (K - 1 - k)
+    if (k === 0) {
+      // Stage 0 covers [0, c[j]): one rightward sweep.
+      state.reset(0)
+      let p = 0
+      for (let j = 1; j <= jHi; j++) {
+        while (p < c[j]) state.add(p++, false)
+        if (j < jLo) continue
+        const t = F[c[j]] / peer.speed
+        if (mode === 'wire' && t > bound) break
+        if (checkMemory && state.params > mem) break
+        const cell = j
+        if (fits(mem)) {
+          wire[cell] = state.inBytes
+          worst[cell] = t
+          par[cell] = 0
+        }
+      }
+      continue
+    }
+    for (let j = jLo; j <= jHi; j++) {
+      const cell = k * W + j
+      state.reset(c[j])
+      for (let i = j - 1; i >= k; i--) {
+        for (let p = c[i + 1] - 1; p >= c[i]; p--) state.add(p, true)
+        const t = (F[c[j]] - F[c[i]]) / peer.speed
+        if (mode === 'time' ? t >= worst[cell] : t > bound) break
+        if (checkMemory && state.params > mem) break
+        const prev = (k - 1) * W + i
+        if (par[prev] < 0) continue
+        const w = wire[prev] + state.inBytes
+        const tt = Math.max(worst[prev], t)
+        if (!better(cell, w, tt)) continue
+        if (!fits(mem)) continue
+        wire[cell] = w
+        worst[cell] = tt
+        par[cell] = i
+      }
+    }
+  }
+  const end = (K - 1) * W + U
+  if (par[end] < 0) return null
+  const cuts = [U]
+  let j = U
+  for (let k = K - 1; k >= 1; k--) { j = par[k * W + j]; cuts.push(j) }
+  cuts.push(0)
+  cuts.reverse()
+  return { cuts, bottleneck: worst[end], wire: wire[end] }
+}
+
+/** Peer orders to try, skipping any whose (speed, memory) sequence was tried already. */
+class Orders {
+  readonly list: PeerCapacity[][] = []
+  private readonly seen = new Set<string>()
+
+  add (order: PeerCapacity[]): boolean {
+    const key = order.map(p => `${p.speed}:${p.memoryBytes}`).join('|')
+    if (this.seen.has(key)) return false
+    this.seen.add(key)
+    this.list.push(order)
+    return true
+  }
+}
+
+/** The fixed candidate orders (see the header), and the two peer subsets. */
+function candidateOrders (peers: PeerCapacity[], K: number): { orders: Orders, subsets: PeerCapacity[][] } {
+  const orders = new Orders()
+  const idx = peers.map((_, i) => i)
+  if (K === 1) {
+    for (const p of peers) orders.add([p])
+    return { orders, subsets: [] }
+  }
+  const bySpeed = (a: number, b: number): number => peers[b].speed - peers[a].speed || peers[b].memoryBytes - peers[a].memoryBytes || a - b
+  const byMemory = (a: number, b: number): number => peers[b].memoryBytes - peers[a].memoryBytes || peers[b].speed - peers[a].speed || a - b
+  const speedAsc = (a: number, b: number): number => peers[a].speed - peers[b].speed || a - b
+  const memAsc = (a: number, b: number): number => peers[a].memoryBytes - peers[b].memoryBytes || a - b
+  const subsets = [[...idx].sort(bySpeed).slice(0, K), [...idx].sort(byMemory).slice(0, K)]
+  for (const subset of subsets) {
+    const inPlace = [...subset].sort((a, b) => a - b)
+    for (const cmp of [bySpeed, speedAsc, byMemory, memAsc]) orders.add([...inPlace].sort(cmp).map(i => peers[i]))
+  }
+  return { orders, subsets: subsets.map(s => s.map(i => peers[i])) }
+}
+
+/**
+ * Memory-matched order for a subset: cut for speed alone (fastest first,
+ * memory ignored), then give the stage needing the most memory the peer with
+ * the most, and so on down. Catches heavy stages in the middle of the route.
+ */
+function memoryMatchedOrder (m: Model, c: number[], subset: PeerCapacity[], state: RangeState): PeerCapacity[] | null {
+  const base = subset.map((p, i) => ({ p, i })).sort((a, b) => b.p.speed - a.p.speed || b.p.memoryBytes - a.p.memoryBytes || a.i - b.i).map(x => x.p)
+  const r = search(m, c, base, 'time', Infinity, false, state)
+  if (r === null) return null
+  const need: number[] = []
+  for (let k = 0; k < base.length; k++) {
+    const s = c[r.cuts[k]]
+    const e = c[r.cuts[k + 1]]
+    state.reset(s)
+    for (let p = s; p < e; p++) state.add(p, false)
+    need.push(state.params + state.peak)
+  }
+  const stagesByNeed = need.map((_, k) => k).sort((a, b) => need[b] - need[a] || a - b)
+  const peersByMemory = base.map((p, i) => ({ p, i })).sort((a, b) => b.p.memoryBytes - a.p.memoryBytes || a.i - b.i).map(x => x.p)
+  const order: PeerCapacity[] = new Array(base.length)
+  stagesByNeed.forEach((k, rank) => { order[k] = peersByMemory[rank] })
+  return order
+}
+
+/** Caps the pairwise-swap rescue (DP runs) when no candidate order fits memory. */
+const MAX_RESCUE_RUNS = 200
+
+function checkArguments (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): { K: number, balance: number } {
+  if (dag === null || typeof dag !== 'object' || !Array.isArray(dag.nodes) || !(dag.values instanceof Map)) bad('partition: not a Dag')
+  if (!Array.isArray(peers)) bad('partition: peers must be an array')
+  const K = options?.stages
+  if (typeof K !== 'number' || !Number.isInteger(K) || K < 1) bad(`the number of stages must be an integer >= 1, got ${String(K)}`)
+  const balance = options.balance ?? DEFAULT_BALANCE
+  if (typeof balance !== 'number' || !Number.isFinite(balance) || balance < 0) bad(`balance must be a finite number >= 0, got ${String(balance)}`)
+  const ids = new Set<string>()
+  for (const p of peers) {
+    if (typeof p?.id !== 'string' || p.id === '') bad('every peer needs a non-empty id')
+    if (ids.has(p.id)) bad(`peer ${p.id} is listed twice`)
+    ids.add(p.id)
+    if (typeof p.speed !== 'number' || !Number.isFinite(p.speed) || p.speed <= 0) bad(`peer ${p.id}: speed must be a finite number > 0, got ${String(p.speed)}`)
+    if (typeof p.memoryBytes !== 'number' || Number.isNaN(p.memoryBytes) || p.memoryBytes < 0) bad(`peer ${p.id}: memoryBytes must be a number >= 0, got ${String(p.memoryBytes)}`)
+  }
+  return { K, balance }
+}
+
+/**
+ * Cuts `dag` into `options.stages` contiguous pipeline stages on distinct
+ * peers. See the header for the objective, the peer-assignment rule and the
+ * estimates. Throws LumiereError BAD_ARGUMENT for bad arguments and
+ * PLAN_IMPOSSIBLE when too few peers or nodes, or when nothing fits memory.
+ */
+export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): Plan {
+  const { K, balance } = checkArguments(dag, peers, options)
+  if (peers.length < K) {
+    impossible(`${K} stages need ${K} peers (each stage runs on its own peer), but only ${peers.length} ${peers.length === 1 ? 'is' : 'are'} available: add ${K - peers.length} more or plan fewer stages`)
+  }
+  const m = analyse(dag)
+  if (K > Math.max(m.n, 1)) {
+    impossible(`cannot cut the model into ${K} stages: it has only ${m.n} assignable (non-duplicable) node${m.n === 1 ? '' : 's'}; plan at most ${Math.max(m.n, 1)} stage${m.n > 1 ? 's' : ''}`)
+  }
+  const c = cutCandidates(m, K)
+  const state = new RangeState(m, dag.nodes.length)
+  const { orders: set, subsets } = candidateOrders(peers, K)
+  for (const subset of subsets) {
+    const o = memoryMatchedOrder(m, c, subset, state)
+    if (o !== null) set.add(o)
+  }
+  const orders = set.list
+  const fastest = orders.map(o => search(m, c, o, 'time', Infinity, true, state))
+  if (!fastest.some(r => r !== null) && K > 2) {
+    // Nothing fits: try every order one swap away from a candidate.
+    let runs = 0
+    for (const base of [...orders]) {
+      for (let a = 0; a < K && runs < MAX_RESCUE_RUNS; a++) {
+        for (let b = a + 1; b < K && runs < MAX_RESCUE_RUNS; b++) {
+          const o = [...base]
+          o[a] = base[b]
+          o[b] = base[a]
+          if (!set.add(o)) continue
+          runs++
+          fastest.push(search(m, c, o, 'time', Infinity, true, state))
+        }
+      }
+    }
+  }
+  let bestB = Infinity
+  for (const r of fastest) if (r !== null && r.bottleneck < bestB) bestB = r.bottleneck
+  if (bestB === Infinity) memoryFailure(dag, m, c, peers, orders, K, state)
+
+  const bound = bestB * (1 + balance) + bestB * EPS
+  let chosen: { r: Search, order: PeerCapacity[] } | null = null
+  orders.forEach((order, o) => {
+    const r0 = fastest[o]
+    if (r0 === null || r0.bottleneck > bound) return
+    const r = search(m, c, order, 'wire', bound, true, state) ?? r0
+    if (chosen === null || r.wire < chosen.r.wire || (r.wire === chosen.r.wire && r.bottleneck < chosen.r.bottleneck)) chosen = { r, order }
+  })
+  const pick = chosen as { r: Search, order: PeerCapacity[] } | null
+  if (pick === null) throw new LumiereError('INTERNAL', 'partition: no plan chosen')
+  return buildPlan(dag, m, pick.r.cuts.map(u => c[u]), pick.order)
+}
+
+/** Throws PLAN_IMPOSSIBLE explaining which stage needs how much memory. */
+function memoryFailure (dag: Dag, m: Model, c: number[], peers: PeerCapacity[], orders: PeerCapacity[][], K: number,
+  state: RangeState): never {
+  const largest = [...peers].sort((a, b) => b.memoryBytes - a.memoryBytes)[0]
+  // A single node that fits no peer.
+  for (let p = 0; p < m.P; p++) {
+    state.reset(p)
+    state.add(p, false)
+    const need = state.params + state.peak
+    if (need > largest.memoryBytes) {
+      const node = dag.nodes[m.nodeAt[p]]
+      impossible(`node ${node.name || node.index} (${node.opType}) alone needs ${fmtBytes(need)} (parameters ${fmtBytes(state.params)} + activations ${fmtBytes(need - state.params)}), more than the largest peer ${largest.id} offers (${fmtBytes(largest.memoryBytes)})`)
+    }
+  }
+  // Otherwise show the balanced plan, ignoring memory, on the most-memory order.
+  const order = orders.reduce((a, b) => sumMem(b) > sumMem(a) ? b : a)
+  const r = search(m, c, order, 'time', Infinity, false, state)
+  const parts: string[] = []
+  if (r !== null) {
+    const plan = buildPlan(dag, m, r.cuts.map(u => c[u]), order)
+    for (const s of plan.stages) {
+      const need = s.paramBytes + s.peakActivationBytes
+      const peer = order[s.index]
+      if (need > peer.memoryBytes) {
+        const first = dag.nodes[s.nodes[0]]
+        const last = dag.nodes[s.nodes[s.nodes.length - 1]]
+        parts.push(`stage ${s.index + 1} (${s.nodes.length} nodes, ${first.name || first.opType} → ${last.name || last.opType}) needs ${fmtBytes(need)} (parameters ${fmtBytes(s.paramBytes)} + activations ${fmtBytes(s.peakActivationBytes)}) but peer ${peer.id} offers ${fmtBytes(peer.memoryBytes)}`)
+      }
+    }
+  }
+  const detail = parts.length > 0 ? `; with the balanced cut ${parts.join('; ')}` : ''
+  impossible(`no cut of the model into ${K} stages fits the peers' memory${detail}. Plan more stages (on more peers) or use peers with more memory`)
+}
+
+function sumMem (order: PeerCapacity[]): number {
+  let s = 0
+  for (const p of order) s += p.memoryBytes
+  return s
+}
+
+function fmtBytes (b: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let u = 0
+  let x = b
+  while (Math.abs(x) >= 1024 && u < units.length - 1) { x /= 1024; u++ }
+  return u === 0 ? `${x} B` : `${x.toFixed(x >= 100 ? 0 : x >= 10 ? 1 : 2)} ${units[u]}`
+}
+
+/** The Plan for cut positions bounds[0] = 0 < ... < bounds[K] = P on peers `order`. */
+function buildPlan (dag: Dag, m: Model, bounds: number[], order: PeerCapacity[]): Plan {
+  const K = order.length
+  const stageOf = new Int32Array(m.P)
+  for (let s = 0; s < K; s++) for (let p = bounds[s]; p < bounds[s + 1]; p++) stageOf[p] = s
+  const state = new RangeState(m, dag.nodes.length)
+  const stages: StagePlan[] = []
+  const boundaryMap = new Map<string, Boundary>()
+  const addBoundary = (from: number | 'input', to: number | 'output', name: string, bytes: number): void => {
+    const key = `${from}>${to}`
+    let b = boundaryMap.get(key)
+    if (b === undefined) { b = { from, to, names: [], bytes: 0 }; boundaryMap.set(key, b) }
+    b.names.push(name)
+    b.bytes += bytes
+  }
+
+  for (let s = 0; s < K; s++) {
+    const start = bounds[s]
+    const end = bounds[s + 1]
+    state.reset(start)
+    let flops = 0
+    const nodeList: number[] = []
+    const needed: number[] = []
+    const seen = new Set<number>()
+    for (let p = start; p < end; p++) {
+      state.add(p, false)
+      const i = m.nodeAt[p]
+      nodeList.push(i)
+      flops += Math.max(0, dag.nodes[i].flops)
+      for (const v of m.needs[p]) if (m.vProd[v] < start && !seen.has(v)) { seen.add(v); needed.push(v) }
+    }
+    nodeList.sort((a, b) => a - b)
+    needed.sort((a, b) => m.vProd[a] - m.vProd[b] || (m.vName[a] < m.vName[b] ? -1 : 1))
+    const inputs: StageInput[] = needed.map(v => ({
+      name: m.vName[v],
+      from: m.vProd[v] < 0 ? 'input' : stageOf[m.vProd[v]],
+      bytes: m.vBytes[v]
+    }))
+    const outputs: StageOutput[] = []
+    for (let p = start; p < end; p++) {
+      for (const v of m.produced[p]) {
+        const to: Array<number | 'output'> = []
+        for (const q of m.vNeeders[v]) {
+          const t = stageOf[q]
+          if (t !== s && !to.includes(t)) to.push(t)
+        }
+        if (m.vIsOut[v] === 1) to.push('output')
+        if (to.length > 0) outputs.push({ name: m.vName[v], to, bytes: m.vBytes[v] })
+      }
+    }
+    const speed = order[s].speed
+    stages.push({
+      index: s,
+      peer: order[s].id,
+      nodes: nodeList,
+      flops,
+      paramBytes: state.params,
+      peakActivationBytes: state.peak,
+      inputs,
+      outputs,
+      estSeconds: flops / speed
+    })
+  }
+  // Boundaries in order: graph inputs first, then by producing stage; within, by consumer.
+  for (const st of stages) for (const x of st.inputs) if (x.from === 'input') addBoundary('input', st.index, x.name, x.bytes)
+  for (const st of stages) {
+    for (const o of st.outputs) for (const t of o.to) if (t === 'output') addBoundary(st.index, 'output', o.name, o.bytes)
+  }
+  for (const st of stages) for (const x of st.inputs) if (x.from !== 'input') addBoundary(x.from, st.index, x.name, x.bytes)
+  const rank = (x: number | 'input' | 'output'): number => x === 'input' ? -1 : x === 'output' ? K : x
+  const boundaries = [...boundaryMap.values()].sort((a, b) => rank(a.from) - rank(b.from) || rank(a.to) - rank(b.to))
+
+  let flops = 0
+  let paramBytes = 0
+  let wireBytes = 0
+  for (const s of stages) { flops += s.flops; paramBytes += s.paramBytes }
+  for (const b of boundaries) wireBytes += b.bytes
+  return { stages, route: stages.map(s => s.index), boundaries, totals: { flops, paramBytes, wireBytes } }
+}

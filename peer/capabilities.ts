@@ -1,0 +1,60 @@
+import { cpus, freemem, totalmem } from 'node:os'
+import * as ort from 'onnxruntime-node'
+import { LumiereError } from '../src/errors.ts'
+import { GraphBuilder } from '../src/onnx/builder.ts'
+import { encodeModel } from '../src/onnx/model-io.ts'
+import { PROTOCOL_VERSION } from '../protocol/ids.ts'
+import type { Executor } from './executor.ts'
+import type { ResponseBody } from '../protocol/messages.ts'
+
+export type Capabilities = ResponseBody<'capabilities'>
+
+/** Side of the square MatMul timed for the speed figure: ~34 MFLOP, a few ms on one core. */
+const BENCH_N = 256
+
+function matmulModel (n: number): Uint8Array {
+  const g = new GraphBuilder('speed')
+  const a = g.input('a', 'F32', [n, n])
+  g.output(g.op('MatMul', [a, g.init('b', new Float32Array(n * n).fill(0.5), [n, n])], {}, 'y'))
+  return encodeModel(g.model())
+}
+
+/**
+ * The execution providers that really load here, in preference order. An
+ * explicit request that loads nothing is an error; by default CUDA is tried
+ * and CPU is always there.
+ */
+export async function detectProviders (requested?: string[]): Promise<string[]> {
+  const model = matmulModel(2)
+  const working: string[] = []
+  for (const ep of requested ?? ['cuda', 'cpu']) {
+    if (ep === 'cpu') { working.push(ep); continue }
+    try {
+      const s = await ort.InferenceSession.create(model, { executionProviders: [ep] })
+      await s.release()
+      working.push(ep)
+    } catch {}
+  }
+  if (working.length === 0) throw new LumiereError('BAD_ARGUMENT', `none of the execution providers ${requested?.join(', ')} loads here; try --ep cpu`)
+  return working
+}
+
+/** Capabilities with a speed figure measured by timing a MatMul in the executor. */
+export async function measureCapabilities (executor: Executor, providers: string[], peerId: string): Promise<Capabilities> {
+  const key = 'capabilities-speed'
+  await executor.load(key, matmulModel(BENCH_N))
+  const a = { dtype: 'F32' as const, shape: [BENCH_N, BENCH_N], data: new Uint8Array(BENCH_N * BENCH_N * 4) }
+  let best = Infinity
+  for (let i = 0; i < 3; i++) best = Math.min(best, (await executor.run(key, { a }, ['y'])).ms)
+  await executor.release(key)
+  return {
+    peerId,
+    version: PROTOCOL_VERSION,
+    executionProviders: providers,
+    memoryBytes: totalmem(),
+    freeMemoryBytes: freemem(),
+    cpus: cpus().length,
+    speed: (2 * BENCH_N ** 3) / (Math.max(best, 1e-3) * 1e6),
+    cachedStages: 0
+  }
+}
