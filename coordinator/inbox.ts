@@ -1,4 +1,4 @@
-import { LumiereError, toLumiereError } from '../src/errors.ts'
+import { LumiereError, isErrorCode, toLumiereError } from '../src/errors.ts'
 import { handleRpc } from '../protocol/rpc.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
@@ -49,7 +49,7 @@ export class Inbox {
       'run.failed': async ({ body, from }) => {
         const run = this.run(body.jobId, body.runId, from.toString())
         this.jobs.get(body.jobId)?.runs.delete(body.runId)
-        run.reject(new LumiereError(knownCode(body.code), `stage ${body.stage} failed on peer ${from.toString()}: ${body.message}`))
+        run.reject(new LumiereError(isErrorCode(body.code) ? body.code : 'PEER_ERROR', `stage ${body.stage} failed on peer ${from.toString()}: ${body.message}`))
         return { body: { ok: true } }
       }
     })
@@ -111,8 +111,4 @@ export class Inbox {
     if (!job.peers.has(from)) throw new LumiereError('PROTOCOL', `peer ${from} is not part of job ${jobId}`)
     return run
   }
-}
-
-function knownCode (code: string): LumiereError['code'] {
-  return toLumiereError(new LumiereError(code as LumiereError['code'], '')).code
 }

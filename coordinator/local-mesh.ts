@@ -14,6 +14,9 @@ const CLI = fileURLToPath(new URL('./cli/main.ts', import.meta.url))
 export interface LocalPeer {
   process: ChildProcess
   addrs: string[]
+  /** The last 8 KiB the peer wrote to stderr (its logs). */
+  stderr: () => string
+  stop: () => Promise<void>
 }
 
 export interface LocalMesh {
@@ -24,8 +27,9 @@ export interface LocalMesh {
 export interface LocalMeshOptions {
   transport?: TransportName
   cacheDir?: string
-  /** Extra `lumiere peer` arguments for peer i (tests: --throttle, --faulty). */
+  /** Extra `lumiere peer` arguments for peer i (tests: --throttle). */
   extraArgs?: (i: number) => string[]
+  env?: NodeJS.ProcessEnv
   startTimeoutMs?: number
   signal?: AbortSignal
 }
@@ -37,29 +41,36 @@ export interface LocalMeshOptions {
 export async function startLocalMesh (k: number, options: LocalMeshOptions = {}): Promise<LocalMesh> {
   if (!Number.isInteger(k) || k < 1) throw new LumiereError('BAD_ARGUMENT', `--local needs a whole number of peers ≥ 1, got ${k}`)
   const dir = await mkdtemp(join(tmpdir(), 'lumiere-mesh-'))
-  const transport = options.transport ?? 'tcp'
   // K peers share this machine's cores; more threads would only contend.
   const threads = Math.max(1, Math.floor(availableParallelism() / k))
-  const children: ChildProcess[] = []
+  const started = await Promise.allSettled(Array.from({ length: k }, async (_, i) => spawnPeer([
+    '--listen', loopbackListen(options.transport ?? 'tcp'), '--addr-file', join(dir, `peer-${i}.addrs`), '--threads', String(threads),
+    ...(options.cacheDir != null ? ['--cache', options.cacheDir] : []), ...(options.extraArgs?.(i) ?? [])
+  ], options)))
+  const peers = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
   const stop = async (): Promise<void> => {
-    await Promise.all(children.map(stopChild))
+    await Promise.all(peers.map(async (p) => p.stop()))
     await rm(dir, { recursive: true, force: true })
   }
-  try {
-    const peers = await Promise.all(Array.from({ length: k }, async (_, i) => {
-      const addrFile = join(dir, `peer-${i}.addrs`)
-      const args = [CLI, 'peer', '--listen', loopbackListen(transport), '--addr-file', addrFile, '--quiet', '--threads', String(threads),
-        ...(options.cacheDir != null ? ['--cache', options.cacheDir] : []), ...(options.extraArgs?.(i) ?? [])]
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-      children.push(child)
-      let stderr = ''
-      child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000) })
-      const addrs = await waitForAddrs(child, addrFile, () => stderr, options.startTimeoutMs ?? 30_000, options.signal)
-      return { process: child, addrs }
-    }))
-    return { peers, stop }
-  } catch (err) {
+  const failed = started.find((r) => r.status === 'rejected')
+  if (failed != null) {
     await stop()
+    throw failed.reason
+  }
+  return { peers, stop }
+}
+
+/** Starts one `lumiere peer` process with the given arguments (which must include --addr-file). */
+export async function spawnPeer (args: string[], options: Pick<LocalMeshOptions, 'env' | 'startTimeoutMs' | 'signal'> = {}): Promise<LocalPeer> {
+  const addrFile = args[args.indexOf('--addr-file') + 1]
+  const child = spawn(process.execPath, [CLI, 'peer', '--quiet', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: options.env ?? process.env })
+  let log = ''
+  child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-8192) })
+  const peer = { process: child, addrs: [], stderr: () => log, stop: async () => stopChild(child) }
+  try {
+    return { ...peer, addrs: await waitForAddrs(child, addrFile, peer.stderr, options.startTimeoutMs ?? 30_000, options.signal) }
+  } catch (err) {
+    await peer.stop()
     throw err
   }
 }

@@ -1,4 +1,4 @@
-import type { Dag } from '../src/onnx/dag.ts'
+import type { Dag, DagValue } from '../src/onnx/dag.ts'
 import { LumiereError } from '../src/errors.ts'
 import type { Boundary, PeerCapacity, Plan, StageInput, StageOutput, StagePlan } from './plan.ts'
 
@@ -38,13 +38,19 @@ import type { Boundary, PeerCapacity, Plan, StageInput, StageOutput, StagePlan }
  *
  * Peer assignment: the order in which peers take consecutive stages matters
  * for heterogeneous peers (speed sets each stage's time, memory what fits),
- * so the DP is run for a few fixed orders and the rule above picks across
- * all of them. Candidate orders: two subsets of K peers (the K fastest, and
- * the K with the most memory), each ordered four ways (speed descending,
- * speed ascending, memory descending, memory ascending); orders whose
- * (speed, memory) sequence repeats one already tried are skipped, so equal
- * peers cost one run. With K = 1 every peer is tried alone. Ties keep the
- * caller's peer order.
+ * so the DPs (exact for a fixed order) run for a few candidate orders and
+ * the rule above picks across all of them. Candidate orders: two subsets of
+ * K peers (the K fastest, and the K with the most memory), each ordered four
+ * ways (speed descending, speed ascending, memory descending, memory
+ * ascending), plus per subset a memory-matched order (cut for speed alone,
+ * then the stage needing the most memory gets the peer with the most, and so
+ * on: this puts a big peer on a heavy stage in the middle, e.g. a U-Net's
+ * deepest levels). Orders whose (speed, memory) sequence repeats one already
+ * tried are skipped, so equal peers cost one run. If no candidate fits
+ * memory (K > 2), every order one swap away from a candidate is tried too.
+ * With K = 1 every peer is tried alone. Ties keep the earlier order, and the
+ * caller's order among equal peers. Not exhaustive: with very uneven peers a
+ * better order may exist.
  *
  * Peak activation estimate (peakActivationBytes), a liveness scan over the
  * stage's nodes in topological order: the stage's inputs are held for the
@@ -71,7 +77,7 @@ export interface PartitionOptions {
 
 export const DEFAULT_BALANCE = 0.1
 /** Above this many assignable nodes the cut positions are thinned (see the header). */
-export const MAX_UNITS = 2000
+export const MAX_UNITS = 1000
 
 /** Relative slack for float noise when comparing times against a bound. */
 const EPS = 1e-9
@@ -106,6 +112,10 @@ interface Model {
   vNeeders: number[][]
   /** Per position: values (made by some position) whose last reader it is. */
   freeAt: number[][]
+  /** Per position t: bytes live at t in an uncut run (made before t and read at t or later, or graph outputs, plus t's outputs). */
+  liveAll: Float64Array
+  /** ONNX sequences: they cannot cross stages (onnxruntime's JS API cannot feed or fetch them). */
+  vSeq: Uint8Array
 }
 
 function bad (message: string): never {
@@ -116,8 +126,9 @@ function impossible (message: string): never {
   throw new LumiereError('PLAN_IMPOSSIBLE', message)
 }
 
-function staticShape (shape: number[] | null): boolean {
-  return shape !== null && shape.every(d => Number.isInteger(d) && d >= 0)
+/** As extraction decides (src/onnx/extract.ts): a Shape/Size of such a value folds to a constant. */
+function concrete (v: DagValue): boolean {
+  return v.shape != null && v.valueKind !== 'sequence'
 }
 
 function analyse (dag: Dag): Model {
@@ -177,7 +188,7 @@ function analyse (dag: Dag): Model {
       if (name === '') return
       const v = dag.values.get(name)
       if (v === undefined && !dag.initializers.has(name)) return
-      if (folds && k === 0 && v !== undefined && staticShape(v.shape)) return
+      if (folds && k === 0 && v !== undefined && concrete(v)) return
       const id = idOf(name)
       if (isInit[id]) { c.inits.add(id); return }
       const p = producerOf(name)
@@ -242,7 +253,17 @@ function analyse (dag: Dag): Model {
   }
   const freeAt: number[][] = Array.from({ length: P }, () => [])
   for (let v = 0; v < V; v++) if (vProd[v] >= 0 && vMaxNeed[v] >= 0) freeAt[vMaxNeed[v]].push(v)
-  return { n, P, nodeAt, flopsPrefix, ownExtra, actBytes, needs, inits, dups, produced, vName, vBytes, vProd, vIsOut, vMaxNeed, vNeeders, freeAt }
+  const liveAll = new Float64Array(P)
+  let live = 0
+  for (let p = 0; p < P; p++) {
+    live += actBytes[p]
+    liveAll[p] = live
+    for (const v of freeAt[p]) if (vIsOut[v] === 0) live -= vBytes[v]
+    for (const v of produced[p]) if (vMaxNeed[v] < 0 && vIsOut[v] === 0) live -= vBytes[v]
+  }
+  const vSeq = new Uint8Array(V)
+  for (let v = 0; v < V; v++) if (dag.values.get(vName[v])?.valueKind === 'sequence') vSeq[v] = 1
+  return { n, P, nodeAt, flopsPrefix, ownExtra, actBytes, needs, inits, dups, produced, vName, vBytes, vProd, vIsOut, vMaxNeed, vNeeders, freeAt, liveAll, vSeq }
 }
 
 /**
@@ -268,7 +289,13 @@ class RangeState {
   inBytes = 0
   params = 0
   inside = 0
+  /** Sequence values made by another stage that this range would receive (must be 0). */
+  seqIn = 0
+  private act = 0
+  private liveMax = 0
   private live = 0
+  /** Leftwards: positions below this are not in the tree yet. */
+  private flushed = 0
   private gen = 0
   private readonly m: Model
   private readonly vStamp: Int32Array
@@ -303,12 +330,43 @@ class RangeState {
     this.inBytes = 0
     this.params = 0
     this.inside = 0
+    this.seqIn = 0
+    this.act = 0
+    this.liveMax = 0
     this.live = 0
+    this.flushed = pos
   }
 
   /** Peak activation estimate of the current range. */
   get peak (): number {
+    if (this.flushed > this.start) this.flush()
     return this.inBytes + this.inside
+  }
+
+  /**
+   * Cheap upper bound of `peak`: what is live inside the range at t never
+   * exceeds what is live at t in an uncut run (liveAll), nor everything the
+   * range makes.
+   */
+  get peakBound (): number {
+    return this.inBytes + Math.min(this.act, this.liveMax)
+  }
+
+  /** Puts positions [start, flushed) into the tree, right to left as `treeAdd` expects. */
+  private flush (): void {
+    const m = this.m
+    for (let p = this.flushed - 1; p >= this.start; p--) {
+      this.treeAdd(1, 0, this.size - 1, p, p, m.actBytes[p], true)
+      for (const v of m.produced[p]) {
+        const q = m.vMaxNeed[v]
+        if (q < 0 && m.vIsOut[v] === 0) continue
+        const hi = m.vIsOut[v] === 1 ? this.end - 1 : Math.min(q, this.end - 1)
+        if (hi >= p + 1) this.treeAdd(1, 0, this.size - 1, p + 1, hi, m.vBytes[v], false)
+      }
+    }
+    this.flushed = this.start
+    const top = this.tMax[1]
+    this.inside = top > 0 ? top : 0
   }
 
   /** Adds position p, which must be start - 1 (leftwards) or end (rightwards). */
@@ -319,11 +377,17 @@ class RangeState {
     else this.end = p + 1
     for (const v of m.needs[p]) {
       if (this.vStamp[v] !== gen) { this.vStamp[v] = gen; this.vCnt[v] = 0 }
-      if (this.vCnt[v]++ === 0 && m.vProd[v] < this.start) this.inBytes += m.vBytes[v]
+      if (this.vCnt[v]++ === 0 && m.vProd[v] < this.start) {
+        this.inBytes += m.vBytes[v]
+        if (m.vSeq[v] === 1 && m.vProd[v] >= 0) this.seqIn++
+      }
     }
     if (leftwards) {
       for (const v of m.produced[p]) {
-        if (this.vStamp[v] === gen && this.vCnt[v] > 0) this.inBytes -= m.vBytes[v]
+        if (this.vStamp[v] === gen && this.vCnt[v] > 0) {
+          this.inBytes -= m.vBytes[v]
+          if (m.vSeq[v] === 1) this.seqIn--
+        }
       }
     }
     for (const q of m.inits[p]) {
@@ -336,22 +400,17 @@ class RangeState {
     if (p < m.n) this.params += m.ownExtra[self]
     else if (this.dStamp[self] !== gen) { this.dStamp[self] = gen; this.params += m.ownExtra[self] }
 
+    this.act += m.actBytes[p]
+    if (m.liveAll[p] > this.liveMax) this.liveMax = m.liveAll[p]
     if (!leftwards) {
+      this.flushed = this.start
       this.live += m.actBytes[p]
       if (this.live > this.inside) this.inside = this.live
       for (const v of m.freeAt[p]) if (m.vProd[v] >= this.start && m.vIsOut[v] === 0) this.live -= m.vBytes[v]
       for (const v of m.produced[p]) if (m.vMaxNeed[v] < 0 && m.vIsOut[v] === 0) this.live -= m.vBytes[v]
       return
     }
-    this.treeAdd(1, 0, this.size - 1, p, p, m.actBytes[p], true)
-    for (const v of m.produced[p]) {
-      const q = m.vMaxNeed[v]
-      if (q < 0 && m.vIsOut[v] === 0) continue
-      const hi = m.vIsOut[v] === 1 ? this.end - 1 : Math.min(q, this.end - 1)
-      if (hi >= p + 1) this.treeAdd(1, 0, this.size - 1, p + 1, hi, m.vBytes[v], false)
-    }
-    const top = this.tMax[1]
-    this.inside = top > 0 ? top : 0
+    // Leftwards: the tree is brought up to date lazily, by `peak`.
   }
 
   private touch (node: number): void {
@@ -432,7 +491,7 @@ function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'w
   const worst = new Float64Array(K * W).fill(Infinity)
   const par = new Int32Array(K * W).fill(-1)
 
-  const fits = (mem: number): boolean => !checkMemory || state.params + state.peak <= mem
+  const fits = (mem: number): boolean => !checkMemory || state.params + state.peakBound <= mem || state.params + state.peak <= mem
   // Lexicographic comparison of candidate (w, t) against the table cell.
   const better = (cell: number, w: number, t: number): boolean => mode === 'time'
     ? t < worst[cell]
@@ -451,10 +510,10 @@ function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'w
         while (p < c[j]) state.add(p++, false)
         if (j < jLo) continue
         const t = F[c[j]] / peer.speed
-        if (mode === 'wire' && t > bound) break
+        if (t > bound) break
         if (checkMemory && state.params > mem) break
         const cell = j
-        if (fits(mem)) {
+        if (state.seqIn === 0 && fits(mem)) {
           wire[cell] = state.inBytes
           worst[cell] = t
           par[cell] = 0
@@ -468,14 +527,14 @@ function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'w
       for (let i = j - 1; i >= k; i--) {
         for (let p = c[i + 1] - 1; p >= c[i]; p--) state.add(p, true)
         const t = (F[c[j]] - F[c[i]]) / peer.speed
-        if (mode === 'time' ? t >= worst[cell] : t > bound) break
+        if (t > bound || (mode === 'time' && t >= worst[cell])) break
         if (checkMemory && state.params > mem) break
         const prev = (k - 1) * W + i
-        if (par[prev] < 0) continue
+        if (par[prev] < 0 || worst[prev] > bound) continue
         const w = wire[prev] + state.inBytes
         const tt = Math.max(worst[prev], t)
         if (!better(cell, w, tt)) continue
-        if (!fits(mem)) continue
+        if (state.seqIn > 0 || !fits(mem)) continue
         wire[cell] = w
         worst[cell] = tt
         par[cell] = i
@@ -594,7 +653,15 @@ export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOp
     if (o !== null) set.add(o)
   }
   const orders = set.list
-  const fastest = orders.map(o => search(m, c, o, 'time', Infinity, true, state))
+  // Phase 1. An order whose bottleneck exceeds (1 + balance) x the best so
+  // far can never be chosen, so later searches are cut off there.
+  let bestB = Infinity
+  const phase1 = (o: PeerCapacity[]): Search | null => {
+    const r = search(m, c, o, 'time', bestB * (1 + balance) + bestB * EPS, true, state)
+    if (r !== null && r.bottleneck < bestB) bestB = r.bottleneck
+    return r
+  }
+  const fastest = orders.map(phase1)
   if (!fastest.some(r => r !== null) && K > 2) {
     // Nothing fits: try every order one swap away from a candidate.
     let runs = 0
@@ -606,13 +673,11 @@ export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOp
           o[b] = base[a]
           if (!set.add(o)) continue
           runs++
-          fastest.push(search(m, c, o, 'time', Infinity, true, state))
+          fastest.push(phase1(o))
         }
       }
     }
   }
-  let bestB = Infinity
-  for (const r of fastest) if (r !== null && r.bottleneck < bestB) bestB = r.bottleneck
   if (bestB === Infinity) memoryFailure(dag, m, c, peers, orders, K, state)
 
   const bound = bestB * (1 + balance) + bestB * EPS
@@ -631,6 +696,14 @@ export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOp
 /** Throws PLAN_IMPOSSIBLE explaining which stage needs how much memory. */
 function memoryFailure (dag: Dag, m: Model, c: number[], peers: PeerCapacity[], orders: PeerCapacity[][], K: number,
   state: RangeState): never {
+  // Sequences first: a structural limit, whatever the memory.
+  const order = orders.reduce((a, b) => sumMem(b) > sumMem(a) ? b : a)
+  const r = search(m, c, order, 'time', Infinity, false, state)
+  if (r === null) {
+    const seqs: string[] = []
+    for (let v = 0; v < m.vName.length; v++) if (m.vSeq[v] === 1 && m.vProd[v] >= 0 && m.vMaxNeed[v] > m.vProd[v]) seqs.push(m.vName[v])
+    impossible(`no cut of the model into ${K} stages keeps every sequence value within one stage (sequences cannot cross stages: ${seqs.slice(0, 3).map(x => `'${x}'`).join(', ')}${seqs.length > 3 ? ', …' : ''}); plan fewer stages`)
+  }
   const largest = [...peers].sort((a, b) => b.memoryBytes - a.memoryBytes)[0]
   // A single node that fits no peer.
   for (let p = 0; p < m.P; p++) {
@@ -643,18 +716,16 @@ function memoryFailure (dag: Dag, m: Model, c: number[], peers: PeerCapacity[], 
     }
   }
   // Otherwise show the balanced plan, ignoring memory, on the most-memory order.
-  const order = orders.reduce((a, b) => sumMem(b) > sumMem(a) ? b : a)
-  const r = search(m, c, order, 'time', Infinity, false, state)
   const parts: string[] = []
-  if (r !== null) {
+  {
     const plan = buildPlan(dag, m, r.cuts.map(u => c[u]), order)
     for (const s of plan.stages) {
       const need = s.paramBytes + s.peakActivationBytes
       const peer = order[s.index]
-      if (need > peer.memoryBytes) {
+      if (need > peer.memoryBytes && s.nodes.length > 0) {
         const first = dag.nodes[s.nodes[0]]
         const last = dag.nodes[s.nodes[s.nodes.length - 1]]
-        parts.push(`stage ${s.index + 1} (${s.nodes.length} nodes, ${first.name || first.opType} → ${last.name || last.opType}) needs ${fmtBytes(need)} (parameters ${fmtBytes(s.paramBytes)} + activations ${fmtBytes(s.peakActivationBytes)}) but peer ${peer.id} offers ${fmtBytes(peer.memoryBytes)}`)
+        parts.push(`stage ${s.index + 1} (${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'}, ${first.name || first.opType} → ${last.name || last.opType}) needs ${fmtBytes(need)} (parameters ${fmtBytes(s.paramBytes)} + activations ${fmtBytes(s.peakActivationBytes)}) but peer ${peer.id} offers ${fmtBytes(peer.memoryBytes)}`)
       }
     }
   }

@@ -1,8 +1,7 @@
 import { setTimeout as wait } from 'node:timers/promises'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { LumiereError } from '../src/errors.ts'
-import type { ErrorCode } from '../src/errors.ts'
+import { LumiereError, isErrorCode } from '../src/errors.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import type { WorkerCall, WorkerReply } from './worker-messages.ts'
 
@@ -77,7 +76,7 @@ export class Executor {
     if (p == null) return
     this.pending.delete(reply.id)
     if (reply.ok) p.resolve(reply)
-    else p.reject(new LumiereError(reply.code as ErrorCode, reply.message))
+    else p.reject(new LumiereError(isErrorCode(reply.code) ? reply.code : 'STAGE_FAILED', reply.message))
   }
 
   private failAll (err: Error): void {

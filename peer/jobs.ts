@@ -1,5 +1,6 @@
 import { LumiereError, toLumiereError } from '../src/errors.ts'
 import type { Executor } from './executor.ts'
+import type { Logger } from '../src/log.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 
 /** Where one stage output goes: another stage (on some peer) or the coordinator. */
@@ -41,10 +42,12 @@ export class JobTable {
   private readonly jobs = new Map<string, Job>()
   private readonly executor: Executor
   private readonly hooks: JobHooks
+  private readonly log: Logger
 
-  constructor (executor: Executor, hooks: JobHooks) {
+  constructor (executor: Executor, hooks: JobHooks, log: Logger) {
     this.executor = executor
     this.hooks = hooks
+    this.log = log
   }
 
   async setup (id: string, coordinator: string, stages: StageRoute[]): Promise<void> {
@@ -83,8 +86,10 @@ export class JobTable {
   }
 
   private async execute (job: Job, route: StageRoute, runId: string, feeds: Record<string, Tensor>): Promise<void> {
+    this.log.debug({ job: job.id, run: runId, stage: route.index }, 'stage run started')
     try {
-      const { outputs } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name))
+      const { outputs, ms } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name))
+      this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
       const byDest = new Map<string, { dest: Destination, tensors: Record<string, Tensor> }>()
       for (const out of route.outputs) {
         for (const dest of out.to) {
@@ -96,7 +101,9 @@ export class JobTable {
       }
       await Promise.all([...byDest.values()].map(async ({ dest, tensors }) => this.hooks.deliver(job, dest, runId, tensors)))
     } catch (err) {
-      await this.hooks.report(job, runId, route.index, toLumiereError(err, 'STAGE_FAILED')).catch(() => {})
+      const e = toLumiereError(err, 'STAGE_FAILED')
+      this.log.warn({ job: job.id, run: runId, stage: route.index, code: e.code }, e.message)
+      await this.hooks.report(job, runId, route.index, e).catch(() => {})
     }
   }
 }

@@ -3,15 +3,17 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError } from '../src/errors.ts'
 import { createMeshNode } from '../src/mesh/node.ts'
+import { MAX_MESSAGE_LENGTH } from '../protocol/messages.ts'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { detectProviders, measureCapabilities } from './capabilities.ts'
 import { Executor } from './executor.ts'
 import { JobTable } from './jobs.ts'
-import { StageCache, stageHash } from './stage-cache.ts'
+import { StageCache } from './stage-cache.ts'
 import type { Capabilities } from './capabilities.ts'
 import type { Destination } from './jobs.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import type { Logger } from '../src/log.ts'
 
 export interface PeerOptions {
   listen: string[]
@@ -20,6 +22,7 @@ export interface PeerOptions {
   providers?: string[]
   threads?: number
   throttle?: number
+  log: Logger
 }
 
 export interface RunningPeer {
@@ -57,19 +60,16 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       await rpcCall(node, target, 'run.push', { jobId: job.id, runId, stage }, { tensors, timeoutMs: DELIVER_TIMEOUT_MS })
     },
     report: async (job, runId, stage, err) => {
-      await rpcCall(node, peerIdFromString(job.coordinator), 'run.failed', { jobId: job.id, runId, stage, code: err.code, message: err.message }, { timeoutMs: 10_000 })
+      await rpcCall(node, peerIdFromString(job.coordinator), 'run.failed', { jobId: job.id, runId, stage, code: err.code, message: err.message.slice(0, MAX_MESSAGE_LENGTH) }, { timeoutMs: 10_000 })
     }
-  })
+  }, options.log)
 
   await handleRpc(node, {
     ping: async () => ({ body: { time: Date.now() } }),
     capabilities: async () => ({ body: { ...capabilities, cachedStages: await cache.count() } }),
     'stage.has': async ({ body }) => ({ body: { present: await cache.has(body.hash) } }),
     'stage.put': async ({ body, tensors }) => {
-      const model = tensors.model
-      if (model == null || model.dtype !== 'U8') throw new LumiereError('PROTOCOL', 'stage.put needs one U8 tensor named model')
-      if (stageHash(model.data) !== body.hash) throw new LumiereError('PROTOCOL', `stage bytes do not hash to ${body.hash}`)
-      await cache.put(body.hash, model.data)
+      await cache.put(body.hash, tensors.model.data)
       return { body: { ok: true } }
     },
     'job.setup': async ({ body }) => {

@@ -314,8 +314,9 @@ async function serve (d: Dispatcher, stream: Stream, connection: Connection): Pr
   let counted = false
   let flight: { owner: object, controller: AbortController } | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
-  const onStreamClose = (evt: Event & { error?: Error }): void => {
-    if (evt.error != null) flight?.controller.abort(new LumiereError('PEER_LOST', `the caller of '${type}' went away`))
+  // Any 'close' before we have replied means the reply can no longer be delivered.
+  const onStreamClose = (): void => {
+    flight?.controller.abort(new LumiereError('PEER_LOST', `the caller of '${type}' went away`))
   }
   stream.addEventListener('close', onStreamClose)
   try {

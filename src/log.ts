@@ -1,7 +1,9 @@
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 
-/** Structured logs on stderr, so stdout stays for results. */
+export type { Logger }
+
+/** Structured logs on stderr, so stdout stays for results. LUMIERE_LOG=level overrides --quiet. */
 export function createLogger (name: string, quiet = false): Logger {
-  return pino({ name, level: quiet ? 'warn' : (process.env.LUMIERE_LOG ?? 'info') }, pino.destination(2))
+  return pino({ name, level: process.env.LUMIERE_LOG ?? (quiet ? 'warn' : 'info') }, pino.destination(2))
 }

@@ -198,3 +198,18 @@ t.test('costs', async t => {
   t.ok(readers[1].index - readers[0].index > 20, 'far apart')
   for (const r of readers) t.ok(r.paramBytes >= 8 * 8 * 4, 'counted on each reader')
 })
+
+t.test('an operator we do not know is measured by the probe', async t => {
+  const g = new GraphBuilder('contrib')
+  const x = g.input('x', 'F32', [3, 8])
+  const y = g.node('Gelu', [x], {}, 1, { domain: 'com.microsoft' })[0]
+  g.output(g.op('Relu', [y]))
+  const model = g.model({ opset: 17, domains: { 'com.microsoft': 1 } })
+  const dag = buildDag(model)
+  t.same(unresolvedValues(dag), [y, dag.nodes[1].outputs[0]], 'unknown statically, and what follows')
+  const probed = await buildDagProbed(model)
+  t.same(probed.values.get(y)!.shape, [3, 8])
+  t.equal(probed.values.get(y)!.dtype, 'F32')
+  t.same(probed.values.get(dag.nodes[1].outputs[0])!.shape, [3, 8], 'downstream inferred from the measured shape')
+  t.equal(probed.nodes[1].flops, 24)
+})

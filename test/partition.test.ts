@@ -21,6 +21,8 @@ interface Spec {
   inits?: Record<string, number>
   bytes?: Record<string, number>
   unknownShape?: string[]
+  /** ONNX sequence values (shape null, 0 bytes). */
+  sequences?: string[]
 }
 
 function makeDag (spec: Spec): Dag {
@@ -28,16 +30,18 @@ function makeDag (spec: Spec): Dag {
   const values = new Map<string, DagValue>()
   const initializers = new Map<string, { bytes: number, dtype: 'F32', shape: number[] }>()
   const value = (name: string, producer: number, kind: DagValue['kind']): DagValue => {
-    const b = bytesOf(name)
+    const seq = spec.sequences?.includes(name) === true
+    const b = seq ? 0 : bytesOf(name)
     const v: DagValue = {
       name,
       dtype: 'F32',
-      shape: spec.unknownShape?.includes(name) ? null : [b / 4],
+      shape: spec.unknownShape?.includes(name) === true || seq ? null : [b / 4],
       bytes: b,
       producer,
       consumers: [],
       kind,
-      isOutput: spec.outputs.includes(name)
+      isOutput: spec.outputs.includes(name),
+      ...(seq ? { valueKind: 'sequence' as const } : {})
     }
     values.set(name, v)
     return v
@@ -372,6 +376,23 @@ t.test('a graph output made by a duplicable node goes to the last stage', async 
   tt.equal(plan.totals.wireBytes, 1000 + 1000 + 1000 + 16)
 })
 
+t.test('a sequence value never crosses stages', async tt => {
+  const dag = makeDag({
+    inputs: ['x'],
+    outputs: ['out'],
+    sequences: ['SEQ'],
+    bytes: { C: 5000 },
+    nodes: ['a Op x -> A', 'loop Loop A -> SEQ', 'c ConcatFromSequence SEQ -> C', 'd Op C -> out']
+  })
+  // The balanced cut [a, loop] | [c, d] would send SEQ; of the 300 cuts, after a sends 1000 B, after c 5000 B.
+  const plan = partition(dag, peersOf(2), { stages: 2 })
+  check(tt, plan, dag)
+  tt.same(nodesOf(plan), [[0], [1, 2, 3]])
+  throwsCode(tt, () => partition(dag, peersOf(4), { stages: 4 }), 'PLAN_IMPOSSIBLE', /sequence.*'SEQ'.*plan fewer stages/)
+  const three = partition(dag, peersOf(3), { stages: 3 })
+  tt.same(nodesOf(three), [[0], [1, 2], [3]])
+})
+
 t.test('memory limits', async tt => {
   // Heavy parameters at the end: the big peer must take the last stage.
   const heavyEnd = chain(4, { params: [10, 10, 10, 5000] })
@@ -458,4 +479,137 @@ t.test('large graphs plan fast and near the ideal balance', async tt => {
     tt.ok(ms < 3000, `${n} nodes planned in ${ms.toFixed(0)} ms`)
     tt.ok(planBottleneck(plan) <= (total / 6) * 1.01 + 1000, `bottleneck ${planBottleneck(plan)} near ${total / 6}`)
   }
+})
+
+/**
+ * Brute force on small random DAGs: every cut and every peer order, costed
+ * by an independent implementation of the rules (stage inputs traced through
+ * duplicable nodes, distinct initializers, the liveness scan). The planner
+ * must reach the best bottleneck within the tolerance and, among those, the
+ * fewest wire bytes; and its per-stage numbers must match.
+ */
+t.test('random DAGs against brute force', async tt => {
+  let seed = 12345
+  const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]
+  let compared = 0
+  let impossibleSeen = 0
+  for (let trial = 0; trial < 150; trial++) {
+    const lines: string[] = []
+    const bytes: Record<string, number> = { x: 1 + Math.floor(rnd() * 100), y: 1 + Math.floor(rnd() * 100) }
+    const inits: Record<string, number> = {}
+    const avail = ['x', 'y']
+    const size = 3 + Math.floor(rnd() * 9)
+    for (let i = 0; i < size; i++) {
+      const ins = new Set<string>()
+      const k = 1 + Math.floor(rnd() * 3)
+      for (let j = 0; j < k; j++) ins.add(pick(avail))
+      if (rnd() < 0.4) { inits[`w${i}`] = 1 + Math.floor(rnd() * 200); ins.add(`w${i}`) }
+      if (rnd() < 0.2 && i > 0) ins.add(`w${Math.floor(rnd() * i)}`)
+      const outs = rnd() < 0.2 ? [`a${i}`, `b${i}`] : [`a${i}`]
+      for (const o of outs) bytes[o] = 1 + Math.floor(rnd() * 100)
+      const dup = i > 0 && rnd() < 0.2
+      lines.push(`n${i} Op ${[...ins].filter(x => !x.startsWith('w') || x in inits).join(',')} -> ${outs.join(',')} ${dup ? 0 : 1 + Math.floor(rnd() * 100)}${dup ? ' dup' : ''}`)
+      avail.push(...outs)
+    }
+    const dag0 = makeDag({ inputs: ['x', 'y'], outputs: [], nodes: lines, inits, bytes })
+    // Graph outputs: the last non-duplicable node's outputs and maybe one more non-duplicable value.
+    const nonDup = dag0.nodes.filter(n => !n.duplicable)
+    if (nonDup.length < 2) continue
+    const outputs = [...nonDup[nonDup.length - 1].outputs]
+    if (rnd() < 0.5) outputs.push(pick(pick(nonDup).outputs))
+    const dag = makeDag({ inputs: ['x', 'y'], outputs: [...new Set(outputs)], nodes: lines, inits, bytes })
+    const K = rnd() < 0.5 ? 2 : 3
+    if (nonDup.length < K) continue
+    const balance = pick([0, 0.1, 0.3])
+
+    // Independent costing of one cut (non-dup node lists per stage) on one peer order.
+    const cost = (stages: number[][], order: PeerCapacity[]) => {
+      const stageOf = new Map<number, number>()
+      stages.forEach((s, k) => { for (const i of s) stageOf.set(i, k) })
+      const trace = (name: string, needs: Set<string>, params: Set<string>): void => {
+        if (name in inits) { params.add(name); return }
+        const v = dag.values.get(name)!
+        if (v.producer < 0) { needs.add(name); return }
+        const p = dag.nodes[v.producer]
+        if (p.duplicable) { for (const i of p.inputs) trace(i, needs, params); return }
+        needs.add(name)
+      }
+      const per = stages.map(nodes => nodes.map(i => { const needs = new Set<string>(); const params = new Set<string>(); for (const x of dag.nodes[i].inputs) trace(x, needs, params); return { i, needs, params } }))
+      // Which stages need each value.
+      const neededBy = new Map<string, Set<number>>()
+      per.forEach((ns, k) => { for (const n of ns) for (const v of n.needs) { if (!neededBy.has(v)) neededBy.set(v, new Set()); neededBy.get(v)!.add(k) } })
+      let wire = 0
+      let bottleneck = 0
+      let fits = true
+      const detail = per.map((ns, k) => {
+        const made = new Set(ns.flatMap(n => dag.nodes[n.i].outputs))
+        const inputs = new Set<string>()
+        const params = new Set<string>()
+        for (const n of ns) { for (const v of n.needs) if (!made.has(v)) inputs.add(v); for (const q of n.params) params.add(q) }
+        let inBytes = 0
+        for (const v of inputs) inBytes += bytes[v]
+        let paramBytes = 0
+        for (const q of params) paramBytes += inits[q]
+        // Liveness scan.
+        const held = (v: string): boolean => dag.outputs.includes(v) || [...(neededBy.get(v) ?? [])].some(s => s !== k)
+        const lastUse = new Map<string, number>()
+        ns.forEach((n, idx) => { for (const v of n.needs) if (made.has(v)) lastUse.set(v, idx) })
+        let live = inBytes
+        let peak = live
+        ns.forEach((n, idx) => {
+          for (const o of dag.nodes[n.i].outputs) live += bytes[o]
+          peak = Math.max(peak, live)
+          for (const v of n.needs) if (made.has(v) && lastUse.get(v) === idx && !held(v)) live -= bytes[v]
+          for (const o of dag.nodes[n.i].outputs) if (!lastUse.has(o) && !held(o)) live -= bytes[o]
+        })
+        let flops = 0
+        for (const n of ns) flops += dag.nodes[n.i].flops
+        const time = flops / order[k].speed
+        bottleneck = Math.max(bottleneck, time)
+        wire += inBytes
+        for (const v of made) if (dag.outputs.includes(v)) wire += bytes[v]
+        if (paramBytes + peak > order[k].memoryBytes) fits = false
+        return { paramBytes, peak, inBytes, time }
+      })
+      return { wire, bottleneck, fits, detail }
+    }
+
+    // Every cut of the non-dup order into K parts.
+    const ids = nonDup.map(n => n.index)
+    const cuts: number[][][] = []
+    const rec = (start: number, left: number, acc: number[][]): void => {
+      if (left === 1) { cuts.push([...acc, ids.slice(start)]); return }
+      for (let e = start + 1; e <= ids.length - left + 1; e++) rec(e, left - 1, [...acc, ids.slice(start, e)])
+    }
+    rec(0, K, [])
+    // Peers: K=2 two different peers (both orders tried by brute force and the planner); K=3 equal peers.
+    const need = cost([ids], [{ id: 'all', memoryBytes: Infinity, speed: 1 }]).detail[0]
+    const memFor = (): number => Math.floor((need.paramBytes + need.peak) * (0.3 + rnd() * 0.8))
+    const peers: PeerCapacity[] = K === 2
+      ? [{ id: 'a', memoryBytes: memFor(), speed: 1 + Math.floor(rnd() * 3) }, { id: 'b', memoryBytes: memFor(), speed: 1 + Math.floor(rnd() * 3) }]
+      : peersOf(3, memFor())
+    const orders = K === 2 ? [peers, [peers[1], peers[0]]] : [peers]
+    const all = cuts.flatMap(c => orders.map(o => ({ c, o, r: cost(c, o) }))).filter(x => x.r.fits)
+    if (all.length === 0) {
+      impossibleSeen++
+      throwsCode(tt, () => partition(dag, peers, { stages: K, balance }), 'PLAN_IMPOSSIBLE')
+      continue
+    }
+    const best = Math.min(...all.map(x => x.r.bottleneck))
+    const within = all.filter(x => x.r.bottleneck <= best * (1 + balance) * (1 + 1e-9))
+    const minWire = Math.min(...within.map(x => x.r.wire))
+    const plan = partition(dag, peers, { stages: K, balance })
+    check(tt, plan, dag)
+    const order = plan.stages.map(s => peers.find(p => p.id === s.peer)!)
+    const mine = cost(plan.stages.map(s => s.nodes), order)
+    tt.ok(mine.fits, `trial ${trial}: plan fits memory`)
+    tt.ok(mine.bottleneck <= best * (1 + balance) * (1 + 1e-9), `trial ${trial}: bottleneck ${mine.bottleneck} within ${balance} of ${best}`)
+    tt.equal(mine.wire, minWire, `trial ${trial}: fewest wire bytes`)
+    tt.equal(plan.totals.wireBytes, mine.wire)
+    tt.same(plan.stages.map(s => [s.paramBytes, s.peakActivationBytes, s.estSeconds]), mine.detail.map(d => [d.paramBytes, d.peak, d.time]), `trial ${trial}: stage numbers`)
+    compared++
+  }
+  tt.ok(compared > 60, `${compared} plans compared`)
+  tt.ok(impossibleSeen > 3, `${impossibleSeen} impossible cases`)
 })

@@ -24,7 +24,8 @@ export function peerCommand (): Command {
         addrFile: opts.addrFile,
         providers: opts.ep,
         threads: opts.threads,
-        throttle: opts.throttle
+        throttle: opts.throttle,
+        log
       })
       const { capabilities: caps } = peer
       log.info({ peerId: caps.peerId, providers: caps.executionProviders, speedGflops: caps.speed, addrs: peer.node.getMultiaddrs().map(String) }, 'peer listening')

@@ -55,8 +55,9 @@ export interface DagNode {
    * outputs instead of sending those over the wire: Constant, and pure
    * shape-computing chains (Shape, Gather on shapes, Unsqueeze, Concat of
    * shapes, ...) whose inputs are all constants, initializers or shapes.
-   * A chain rooted in Shape(X) is duplicated only into a stage that holds X
-   * anyway; see planStage in src/onnx/extract.ts.
+   * Every stage reading their outputs recomputes them (src/onnx/extract.ts);
+   * Shape/Size(X) becomes a constant where X is absent and its shape known,
+   * else that stage receives X.
    */
   duplicable: boolean
   /** Index of the node in the model's graph.node (differs from `index` only if the file was not sorted). */

@@ -2,27 +2,32 @@
  * Cutting a stage out of a model: any set of Dag nodes (contiguous or not)
  * becomes a valid standalone ONNX model.
  *
- * - Inputs: every value the stage's nodes read (explicit inputs and
- *   outer-scope reads of Loop/If/Scan bodies) that the stage neither
- *   produces nor holds as an initializer, once each, in order of first read.
- * - Duplicated chains: a needed value made by a duplicable node (see
- *   graph.ts) is recomputed in the stage instead of received, when its whole
- *   producer chain can be: the chain's leaves must be initializers or, for
- *   Shape/Size, values the stage holds anyway (made there or received for
- *   another reason). Values are tried in topological order, so a value that
- *   had to be received can be the leaf of a later chain.
- * - Outputs: values made by the stage's own nodes that a node outside the
- *   stage reads or that are graph outputs, plus `extraOutputs`; except
- *   values every stage can recompute from initializers alone (constants),
- *   which never need to leave.
+ * - Duplicable nodes (graph.ts) are recomputed by every stage that reads
+ *   their outputs, so those outputs never cross the wire; a planner need not
+ *   assign them to any stage (coordinator/plan.ts relies on this). The chain
+ *   is pulled in back to its leaves: initializers (copied), and the data
+ *   input X of Shape/Size. A Shape/Size whose X the stage does not make is
+ *   replaced by a Constant when the Dag knows X's shape (concrete, with the
+ *   dims the Dag was built for); otherwise X becomes an input of the stage.
+ * - Inputs: every other value the stage's nodes read (explicit inputs and
+ *   outer-scope reads of Loop/If/Scan bodies) that the stage neither makes
+ *   nor holds as an initializer, once each, in order of first read.
+ * - Outputs: values made by the stage's own non-duplicable nodes that some
+ *   node outside the stage needs (directly, or through a duplicable chain it
+ *   recomputes; see `needers`), graph outputs made by the stage, and
+ *   `extraOutputs`.
+ * - Types of boundary values: the Dag's concrete shape when known (a stage
+ *   runs the shapes it was planned for), else its static dims (symbolic
+ *   names kept), else the element type alone. Graph inputs keep their own
+ *   declaration.
  * - Initializers: copied only where read (bodies included); external data
  *   is read and inlined unless told otherwise.
  */
 import { LumiereError } from '../errors.ts'
-import type { Dag, DagValue } from './dag.ts'
-import { sequenceType, tensorType } from './proto.ts'
+import type { Dag, DagNode, DagValue } from './dag.ts'
+import { ATTR, ELEM, attrInt, num, sequenceType, tensorDims, tensorType } from './proto.ts'
 import type { ModelProto, NodeProto, TensorProto, ValueInfoProto } from './proto.ts'
-import { isExternal, tensorBytes } from './tensor-proto.ts'
+import { isExternal, numbersToProto, tensorBytes } from './tensor-proto.ts'
 
 export interface StagePlan {
   /** Dag indices of the nodes the stage runs, sorted: its own and duplicated ones. */
@@ -31,6 +36,8 @@ export interface StagePlan {
   own: number[]
   /** Nodes pulled in as duplicates (not in `own`). */
   duplicated: number[]
+  /** Shape/Size nodes (among `nodes`) replaced by a Constant of the Dag's shape. */
+  folded: number[]
   inputs: string[]
   outputs: string[]
   /** Initializers the stage reads. */
@@ -51,49 +58,31 @@ export function planStage (dag: Dag, nodeIndices: readonly number[], options: St
   }
   const ownSet = new Set(own)
   const inStage = new Set(own)
+  const folded = new Set<number>()
   const held = new Set<string>()
   for (const i of own) for (const o of dag.nodes[i].outputs) held.add(o)
 
-  // Values read from outside, each with the producing node (-1: graph input).
-  const needed = new Set<string>()
-  for (const i of own) {
-    for (const name of dag.nodes[i].inputs) if (!held.has(name) && !dag.initializers.has(name)) needed.add(name)
-  }
-  // Values that must be received whatever happens: graph inputs and outputs
-  // of nodes that cannot be duplicated.
-  const received = new Set<string>()
-  for (const name of needed) {
+  // Makes `name` available in the stage: pulled in when a duplicable node
+  // makes it, else received.
+  const ensure = (name: string): void => {
+    if (held.has(name) || dag.initializers.has(name)) return
     const p = producerOf(dag, name)
-    if (p < 0 || !dag.nodes[p].duplicable) received.add(name)
-  }
-  const available = (name: string): boolean => held.has(name) || received.has(name) || dag.initializers.has(name)
-
-  const pullable = (name: string, seen: Set<number>): boolean => {
-    const p = producerOf(dag, name)
-    if (p < 0 || !dag.nodes[p].duplicable) return false
-    if (inStage.has(p) || seen.has(p)) return true
-    seen.add(p)
-    const node = dag.nodes[p]
-    return node.inputs.every(u => available(u) || pullable(u, seen))
-  }
-  const pull = (name: string): void => {
-    const p = producerOf(dag, name)
-    if (inStage.has(p)) return
+    if (p < 0 || !dag.nodes[p].duplicable) return
     inStage.add(p)
     for (const o of dag.nodes[p].outputs) held.add(o)
-    for (const u of dag.nodes[p].inputs) if (!available(u)) pull(u)
+    visit(dag.nodes[p])
   }
-  const candidates = [...needed].filter(n => !received.has(n)).sort((a, b) => producerOf(dag, a) - producerOf(dag, b))
-  for (const name of candidates) {
-    if (held.has(name)) continue
-    if (pullable(name, new Set())) pull(name)
-    else received.add(name)
+  const visit = (node: DagNode): void => {
+    if (foldsHere(dag, node, held)) { folded.add(node.index); return }
+    for (const u of node.inputs) ensure(u)
   }
+  for (const i of own) visit(dag.nodes[i])
 
   const nodes = [...inStage].sort((a, b) => a - b)
   const inputs: string[] = []
   const initializers: string[] = []
   for (const i of nodes) {
+    if (folded.has(i)) continue
     for (const name of dag.nodes[i].inputs) {
       if (dag.initializers.has(name)) { if (!initializers.includes(name)) initializers.push(name); continue }
       if (!held.has(name) && !inputs.includes(name)) inputs.push(name)
@@ -104,16 +93,12 @@ export function planStage (dag: Dag, nodeIndices: readonly number[], options: St
   for (const name of extra) {
     if (!held.has(name)) throw new LumiereError('BAD_ARGUMENT', `extra output '${name}' is not computed by this stage`)
   }
-  const leaving = (name: string): boolean => {
-    const v = dag.values.get(name)!
-    return v.isOutput || v.consumers.some(c => !ownSet.has(c))
-  }
-  const constant = constantValues(dag)
-  const ownOutputs = own.flatMap(i => dag.nodes[i].outputs)
-  let outputs = ownOutputs.filter(o => extra.has(o) || dag.values.get(o)!.isOutput || (leaving(o) && !constant.has(o)))
-  // A stage of constants only still needs an output to be a valid model.
-  if (outputs.length === 0) outputs = ownOutputs.filter(leaving)
-  if (outputs.length === 0) outputs = ownOutputs.slice(-1)
+  const readers = needers(dag)
+  const leaves = (name: string): boolean => [...readers(name)].some(c => !ownSet.has(c))
+  const ownOutputs = own.flatMap(i => dag.nodes[i].outputs.map(o => ({ o, dup: dag.nodes[i].duplicable })))
+  let outputs = ownOutputs.filter(({ o, dup }) => extra.has(o) || dag.values.get(o)!.isOutput || (!dup && leaves(o))).map(x => x.o)
+  // A stage of duplicable nodes only still needs an output to be a valid model.
+  if (outputs.length === 0) outputs = ownOutputs.slice(-1).map(x => x.o)
   for (const name of extra) if (!outputs.includes(name)) outputs.push(name)
 
   // onnxruntime's JS API can neither feed nor fetch sequences.
@@ -123,7 +108,7 @@ export function planStage (dag: Dag, nodeIndices: readonly number[], options: St
     }
   }
 
-  return { nodes, own, duplicated: nodes.filter(i => !ownSet.has(i)), inputs, outputs, initializers }
+  return { nodes, own, duplicated: nodes.filter(i => !ownSet.has(i)), folded: [...folded].sort((a, b) => a - b), inputs, outputs, initializers }
 }
 
 export function stageInputs (dag: Dag, nodeIndices: readonly number[]): string[] {
@@ -149,6 +134,8 @@ export interface Stage {
   nodes: number[]
   /** The duplicated nodes among `nodes`. */
   duplicated: number[]
+  /** Shape/Size nodes among `nodes` replaced by constants. */
+  folded: number[]
 }
 
 /** A standalone model running the given Dag nodes (see the file comment for the rules). */
@@ -167,6 +154,7 @@ export function extractStage (model: ModelProto, dag: Dag, nodeIndices: readonly
     let name = node.name || `${node.opType}_${protoIndex}`
     while (used.has(name)) name = `${name}_${protoIndex}`
     used.add(name)
+    if (plan.folded.includes(i)) return foldedNode(dag, node, name)
     // A shallow copy: attributes and bodies are shared, never modified.
     return { ...node, name }
   })
@@ -189,6 +177,10 @@ export function extractStage (model: ModelProto, dag: Dag, nodeIndices: readonly
     throw new LumiereError('BAD_ONNX', `the type of '${name}' is unknown, so it cannot cross a stage boundary: run shape inference with a probe (buildDagProbed)`)
   }
 
+  // Before IR version 4 every initializer had to be a graph input too.
+  const ir = num(model.irVersion)
+  const initInputs = ir > 0 && ir < 4 ? plan.initializers.map(name => declared.get(name) ?? { name, type: tensorType(initProtos.get(name)!.dataType ?? 0, tensorDims(initProtos.get(name)!)) }) : []
+
   const stageModel: ModelProto = {
     irVersion: model.irVersion,
     opsetImport: model.opsetImport,
@@ -200,30 +192,84 @@ export function extractStage (model: ModelProto, dag: Dag, nodeIndices: readonly
     graph: {
       name: options.name ?? `${graph.name || 'graph'}_stage`,
       node: nodes,
-      input: plan.inputs.map(valueInfo),
+      input: [...plan.inputs.map(valueInfo), ...initInputs],
       output: plan.outputs.map(valueInfo),
       initializer
     }
   }
-  return { model: stageModel, inputs: plan.inputs, outputs: plan.outputs, nodes: plan.nodes, duplicated: plan.duplicated }
+  return { model: stageModel, inputs: plan.inputs, outputs: plan.outputs, nodes: plan.nodes, duplicated: plan.duplicated, folded: plan.folded }
 }
 
 function producerOf (dag: Dag, name: string): number {
   return dag.values.get(name)?.producer ?? -1
 }
 
-/** Values every stage can recompute from initializers alone: duplicable chains without Shape/Size leaves. */
-function constantValues (dag: Dag): Set<string> {
-  const out = new Set<string>()
-  for (const node of dag.nodes) {
-    if (!node.duplicable || node.opType === 'Shape' || node.opType === 'Size') continue
-    if (node.inputs.every(u => dag.initializers.has(u) || out.has(u))) for (const o of node.outputs) out.add(o)
+function isShapeRead (node: DagNode): boolean {
+  return node.duplicable && (node.opType === 'Shape' || node.opType === 'Size')
+}
+
+function concrete (v: DagValue | undefined): v is DagValue & { shape: number[] } {
+  return v?.shape != null && v.valueKind !== 'sequence'
+}
+
+/** A Shape/Size whose data input the Dag knows the shape of: no stage needs that input for it. */
+function folds (dag: Dag, node: DagNode): boolean {
+  return isShapeRead(node) && concrete(dag.values.get(node.inputs[0]))
+}
+
+/** The stage folds it when it does not make the data input itself. */
+function foldsHere (dag: Dag, node: DagNode, held: Set<string>): boolean {
+  return folds(dag, node) && !held.has(node.inputs[0])
+}
+
+const needersCache = new WeakMap<Dag, Map<string, Set<number>>>()
+
+/**
+ * For each value, the nodes that need it to exist where they run: its
+ * non-duplicable consumers, and through duplicable consumers (recomputed
+ * wherever needed) the nodes that need those in turn; a folded Shape/Size
+ * needs nothing. Duplicable nodes making graph outputs count as needers.
+ */
+export function needers (dag: Dag): (name: string) => Set<number> {
+  let memo = needersCache.get(dag)
+  if (memo == null) { memo = new Map(); needersCache.set(dag, memo) }
+  const cache = memo
+  const of = (name: string): Set<number> => {
+    const hit = cache.get(name)
+    if (hit != null) return hit
+    const out = new Set<number>()
+    for (const c of dag.values.get(name)?.consumers ?? []) {
+      const node = dag.nodes[c]
+      if (!node.duplicable) { out.add(c); continue }
+      if (folds(dag, node) && node.inputs[0] === name) continue
+      if (node.outputs.some(o => dag.values.get(o)?.isOutput)) out.add(c)
+      for (const o of node.outputs) for (const x of of(o)) out.add(x)
+    }
+    cache.set(name, out)
+    return out
   }
-  return out
+  return of
+}
+
+/** The Constant that replaces a folded Shape/Size node (same output name). */
+function foldedNode (dag: Dag, node: NodeProto, name: string): NodeProto {
+  const dims = dag.values.get(node.input![0])!.shape!
+  let values: number[]
+  let shape: number[]
+  if (node.opType === 'Size') {
+    values = [dims.reduce((a, b) => a * b, 1)]
+    shape = []
+  } else {
+    const r = dims.length
+    const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + r : v, 0), r)
+    values = dims.slice(clamp(attrInt(node, 'start', 0)), clamp(attrInt(node, 'end', r)))
+    shape = [values.length]
+  }
+  return { name, opType: 'Constant', input: [], output: [node.output![0]], attribute: [{ name: 'value', type: ATTR.TENSOR, t: numbersToProto('', ELEM.INT64, shape, values) }] }
 }
 
 function inferredType (v: DagValue | undefined): ValueInfoProto['type'] | undefined {
   if (v?.elemType == null || v.elemType === 0) return undefined
-  const dims = v.dims !== undefined ? v.dims : v.shape
+  const dims = v.shape ?? v.dims ?? null
   return v.valueKind === 'sequence' ? sequenceType(v.elemType, dims) : tensorType(v.elemType, dims)
 }

@@ -8,8 +8,9 @@
  * `inputShapes`; what it leaves unknown comes from `probed` (probeShapes),
  * which `buildDagProbed` measures for you.
  *
- * Duplicable nodes (`duplicable`): a node whose outputs are cheap to
- * recompute in any stage that needs them, so they never cross the wire:
+ * Duplicable nodes (`duplicable`): nodes every stage that reads their
+ * outputs recomputes (extract.ts), so those outputs never cross the wire
+ * and a planner need not assign them:
  * - a default-domain op from DUPLICABLE_OPS (Constant, Shape, Size, Gather,
  *   Unsqueeze, Concat, Slice, Cast, arithmetic, Range, ConstantOfShape,
  *   Where, Reshape, ...) without subgraphs,
@@ -17,11 +18,14 @@
  *   (and SequenceEmpty, whose empty sequence could not cross stages anyway),
  * - every input an initializer of ≤ 64 elements or an output of another
  *   duplicable node, except Shape and Size, which read only the metadata of
- *   their input and so may read any value.
- * A chain whose leaves are Shape(X)/Size(X) is cheap only in a stage that
- * holds X anyway; extraction (planStage) pulls such a chain into a stage
- * only when X is produced there or is an input of the stage already, and
- * otherwise receives the small result as an input.
+ *   their input X and so may read any value.
+ * Shape/Size(X) is cheap anywhere when the Dag knows X's shape: a stage that
+ * does not make X gets a Constant instead. When X's shape is unknown (a
+ * data-dependent shape the probe did not measure), a stage recomputing the
+ * chain must hold X and receives it: a Shape node reading an activation is
+ * only cheap where that activation is anyway. (Receiving the few shape
+ * integers instead would need some stage to own the Shape node, which the
+ * plan contract excludes.)
  */
 import { LumiereError } from '../errors.ts'
 import { dtypeBytes } from '../tensor/tensor.ts'
@@ -56,6 +60,9 @@ export interface BuildDagOptions extends ShapeOptions {
 export function buildDag (model: ModelProto, options: BuildDagOptions = {}): Dag {
   const graph = model.graph
   if (graph == null) throw new LumiereError('BAD_ONNX', 'model has no graph: check the file is a .onnx export')
+  if ((graph.sparseInitializer ?? []).length > 0) {
+    throw new LumiereError('UNSUPPORTED_OP', 'the model has sparse initializers, which we do not partition: store them dense (re-export without sparsity)')
+  }
   const protoNodes = graph.node ?? []
   const initializerProtos = new Map((graph.initializer ?? []).map(t => [t.name ?? '', t]))
   const inputNames = (graph.input ?? []).map(v => v.name ?? '').filter(n => n !== '' && !initializerProtos.has(n))

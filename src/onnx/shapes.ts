@@ -878,7 +878,7 @@ function loop (node: NodeProto, ins: Array<ValueType | undefined>, get: Lookup, 
  * The trip count of a Loop when it is fixed: M is a known constant and the
  * loop cannot stop early (no cond input, or a true one the body passes on).
  */
-export function tripCount (node: NodeProto, ins: Array<ValueType | undefined>, body: GraphProto, local: Map<string, ValueType>): number | undefined {
+function tripCount (node: NodeProto, ins: Array<ValueType | undefined>, body: GraphProto, local: Map<string, ValueType>): number | undefined {
   const m = numbers(ins[0])?.[0]
   if (m == null) return undefined
   const condIn = (node.input ?? [])[1]

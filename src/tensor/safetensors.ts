@@ -14,7 +14,7 @@
  * aligned to its element size.
  */
 import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { LumiereError } from '../errors.ts'
 import { byteLength, dtypeBytes, isDType } from './tensor.ts'
@@ -196,11 +196,14 @@ export function decodeSafetensors (bytes: Uint8Array): SafetensorsFile {
   return { tensors, metadata }
 }
 
-/** Reads and validates a safetensors file. Tensors are views into one buffer holding the file. */
+/**
+ * Reads and validates a safetensors file (any size: read in chunks into one
+ * buffer). Tensors are views into that buffer.
+ */
 export async function readSafetensors (path: string): Promise<SafetensorsFile> {
-  let bytes: Buffer
+  let bytes: Uint8Array
   try {
-    bytes = await readFile(path)
+    bytes = await readWhole(path)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     const why = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : (err as Error).message
@@ -211,6 +214,26 @@ export async function readSafetensors (path: string): Promise<SafetensorsFile> {
   } catch (err) {
     if (err instanceof LumiereError) throw new LumiereError(err.code, `${path}: ${err.message}`, { cause: err })
     throw err
+  }
+}
+
+async function readWhole (path: string): Promise<Uint8Array> {
+  const fh = await open(path, 'r')
+  try {
+    const size = (await fh.stat()).size
+    const b = Buffer.allocUnsafeSlow(size)
+    const out = new Uint8Array(b.buffer, b.byteOffset, size)
+    const CHUNK = 64 * 1024 * 1024
+    let at = 0
+    while (at < size) {
+      const { bytesRead } = await fh.read(out, at, Math.min(CHUNK, size - at), at)
+      if (bytesRead === 0) break
+      at += bytesRead
+    }
+    if (at !== size) throw new Error(`file shrank while reading (${at} of ${size} bytes)`)
+    return out
+  } finally {
+    await fh.close()
   }
 }
 
