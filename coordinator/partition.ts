@@ -638,12 +638,12 @@ function checkArguments (dag: Dag, peers: PeerCapacity[], options: PartitionOpti
  */
 export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): Plan {
   const { K, balance } = checkArguments(dag, peers, options)
-  if (peers.length < K) {
-    impossible(`${K} stages need ${K} peers (each stage runs on its own peer), but only ${peers.length} ${peers.length === 1 ? 'is' : 'are'} available: add ${K - peers.length} more or plan fewer stages`)
-  }
   const m = analyse(dag)
   if (K > Math.max(m.n, 1)) {
     impossible(`cannot cut the model into ${K} stages: it has only ${m.n} assignable (non-duplicable) node${m.n === 1 ? '' : 's'}; plan at most ${Math.max(m.n, 1)} stage${m.n > 1 ? 's' : ''}`)
+  }
+  if (peers.length < K) {
+    impossible(`${K} stages need ${K} peers (each stage runs on its own peer), but only ${peers.length} ${peers.length === 1 ? 'is' : 'are'} available: add ${K - peers.length} more or plan fewer stages`)
   }
   const c = cutCandidates(m, K)
   const state = new RangeState(m, dag.nodes.length)

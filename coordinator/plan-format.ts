@@ -21,12 +21,12 @@ export function formatFlops (flops: number): string {
   return `${sig(x)} ${units[u]}`
 }
 
-/** Seconds as milliseconds with three significant digits. */
-export function formatMs (seconds: number): string {
+/** A duration: milliseconds below one second ("0.52 ms", "23.0 ms", "750 ms"), else seconds ("1.25 s", "3600 s"). */
+export function formatTime (seconds: number): string {
   const ms = seconds * 1000
   if (ms === 0) return '0 ms'
-  if (ms >= 100) return `${Math.round(ms)} ms`
-  return `${sig(ms)} ms`
+  if (ms < 999.5) return ms >= 100 ? `${Math.round(ms)} ms` : `${sig(ms)} ms`
+  return seconds >= 100 ? `${Math.round(seconds)} s` : `${sig(seconds)} s`
 }
 
 function sig (x: number): string {
@@ -66,10 +66,11 @@ function table (rows: string[][], right: boolean[]): string[] {
  * count, first → last node, compute, parameters, estimated time, bytes in
  * and out per forward pass), then the route, the wire total and each
  * boundary. Stages are numbered from 1 here. With the Dag, nodes are shown
- * by name; without it, by index. Times are flops / relative peer speed.
+ * by name; without it, by index. Times are flops / peer speed (seconds when
+ * speed is in FLOP/s).
  */
 export function formatPlan (plan: Plan, dag?: Dag): string {
-  const rows: string[][] = [['stage', 'peer', 'nodes', 'first → last', 'compute', 'params', 'peak act.', 'est. ms', 'in', 'out']]
+  const rows: string[][] = [['stage', 'peer', 'nodes', 'first → last', 'compute', 'params', 'peak act.', 'est. time', 'in', 'out']]
   for (const s of plan.stages) {
     let inBytes = 0
     for (const x of s.inputs) inBytes += x.bytes
@@ -83,7 +84,7 @@ export function formatPlan (plan: Plan, dag?: Dag): string {
       formatFlops(s.flops),
       formatBytes(s.paramBytes),
       formatBytes(s.peakActivationBytes),
-      formatMs(s.estSeconds),
+      formatTime(s.estSeconds),
       formatBytes(inBytes),
       formatBytes(outBytes)
     ])
@@ -102,7 +103,7 @@ export function formatPlan (plan: Plan, dag?: Dag): string {
   for (const s of plan.stages) bottleneck = Math.max(bottleneck, s.estSeconds)
   lines.push('')
   lines.push(`route: ${plan.route.map(r => stageLabel(r)).join(' → ')}`)
-  lines.push(`total: ${formatFlops(plan.totals.flops)}, params ${formatBytes(plan.totals.paramBytes)}, bottleneck ${formatMs(bottleneck)} (est.)`)
+  lines.push(`total: ${formatFlops(plan.totals.flops)}, params ${formatBytes(plan.totals.paramBytes)}, bottleneck ${formatTime(bottleneck)} (est.)`)
   lines.push(`wire per forward pass: ${formatBytes(plan.totals.wireBytes)} (in ${formatBytes(fromInput)}, between stages ${formatBytes(between)}, out ${formatBytes(toOutput)})`)
   if (plan.boundaries.length > 0) {
     lines.push('boundaries:')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { partition, MAX_UNITS } from '../coordinator/partition.ts'
-import { formatPlan, formatBytes, formatFlops } from '../coordinator/plan-format.ts'
+import { formatPlan, formatBytes, formatFlops, formatTime } from '../coordinator/plan-format.ts'
 import { parsePlan, planBottleneck } from '../coordinator/plan.ts'
 import { LumiereError } from '../src/errors.ts'
 import type { Dag, DagNode, DagValue } from '../src/onnx/dag.ts'
@@ -462,6 +462,9 @@ t.test('formatPlan', async tt => {
   tt.equal(formatBytes(512), '512 B')
   tt.equal(formatBytes(1536), '1.50 KiB')
   tt.equal(formatFlops(2.5e6), '2.50 MFLOP')
+  tt.equal(formatTime(0.023), '23.0 ms')
+  tt.equal(formatTime(750), '750 s')
+  tt.equal(formatTime(1.25), '1.25 s')
 })
 
 t.test('large graphs plan fast and near the ideal balance', async tt => {
