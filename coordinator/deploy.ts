@@ -15,9 +15,9 @@ export interface Deployment {
   pipeline: Pipeline
 }
 
-/** What the planner knows of a peer: its free memory and measured speed. */
+/** What the planner knows of a peer: its free memory and measured speed (GFLOP/s → FLOP/s). */
 export function peerCapacity (p: PeerInfo): PeerCapacity {
-  return { id: p.id, memoryBytes: p.capabilities.freeMemoryBytes, speed: Math.max(p.capabilities.speed, 1e-6) }
+  return { id: p.id, memoryBytes: p.capabilities.freeMemoryBytes, speed: Math.max(p.capabilities.speed, 1e-3) * 1e9 }
 }
 
 /** Cuts each plan stage out of the model as a standalone graph, addressed by hash. */

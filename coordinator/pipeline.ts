@@ -97,6 +97,11 @@ export class Pipeline {
     return { ...direct, ...await done }
   }
 
+  /** Content hashes of the stage graphs, in stage order. */
+  stageHashes (): string[] {
+    return this.stages.map((s) => s.hash)
+  }
+
   async close (): Promise<void> {
     this.inbox.close(this.jobId)
     await Promise.allSettled([...this.routes.byPeer.keys()].map(async (peer) => {

@@ -25,6 +25,7 @@ export function formatFlops (flops: number): string {
 export function formatTime (seconds: number): string {
   const ms = seconds * 1000
   if (ms === 0) return '0 ms'
+  if (ms < 0.9995) return `${sig(ms * 1000)} µs`
   if (ms < 999.5) return ms >= 100 ? `${Math.round(ms)} ms` : `${sig(ms)} ms`
   return seconds >= 100 ? `${Math.round(seconds)} s` : `${sig(seconds)} s`
 }

@@ -23,7 +23,7 @@ export interface PeerCapacity {
   id: string
   /** Memory the peer offers for one stage (parameters + activations), bytes. */
   memoryBytes: number
-  /** Relative FLOP/s, > 0. Only ratios between peers matter. */
+  /** FLOP/s, > 0 (the partitioner uses only ratios; estimates are seconds). */
   speed: number
 }
 
@@ -56,7 +56,7 @@ export interface StagePlan {
   peakActivationBytes: number
   inputs: StageInput[]
   outputs: StageOutput[]
-  /** flops / peer speed (relative seconds). */
+  /** flops / peer speed: seconds when speed is FLOP/s. */
   estSeconds: number
 }
 

@@ -17,6 +17,9 @@ interface PlanFlags {
   json?: boolean
 }
 
+/** Speed assumed for each peer when planning without real ones. */
+const NOMINAL_FLOPS = 1e12
+
 /** Parses `name=value` symbolic dim bindings. */
 function parseDims (pairs: string[]): Record<string, number> {
   const dims: Record<string, number> = {}
@@ -34,7 +37,7 @@ export function planCommand (): Command {
     .description('show how a model would be cut into stages: nodes, FLOPs, parameters and bytes crossing each boundary')
     .requiredOption('--model <file.onnx>', 'ONNX model')
     .requiredOption('--stages <k>', 'number of stages', positiveInt('--stages'))
-    .addOption(new Option('--peers <addr,...>', 'plan for these running peers (their memory and measured speed); default: K equal peers').argParser(list))
+    .addOption(new Option('--peers <addr,...>', 'plan for these running peers (their free memory and measured speed); default: K equal peers of 1 TFLOP/s').argParser(list))
     .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1)', collect)
     .option('--json', 'print the plan as JSON')
     .action(async (opts: PlanFlags) => {
@@ -51,9 +54,14 @@ export function planCommand (): Command {
           await coordinator.stop()
         }
       } else {
-        peers = Array.from({ length: opts.stages }, (_, i) => ({ id: `peer-${i + 1}`, memoryBytes: Number.MAX_SAFE_INTEGER, speed: 1 }))
+        peers = Array.from({ length: opts.stages }, (_, i) => ({ id: `peer-${i + 1}`, memoryBytes: Number.MAX_SAFE_INTEGER, speed: NOMINAL_FLOPS }))
       }
       const plan = partition(dag, peers, { stages: opts.stages })
-      console.log(opts.json === true ? JSON.stringify(plan) : formatPlan(plan, dag))
+      if (opts.json === true) {
+        console.log(JSON.stringify(plan))
+      } else {
+        console.log(formatPlan(plan, dag))
+        if (opts.peers == null) console.log(`(times assume ${opts.stages} equal peers of ${NOMINAL_FLOPS / 1e12} TFLOP/s with unlimited memory; --peers plans for real ones)`)
+      }
     })
 }
