@@ -44,8 +44,13 @@ export class Executor {
     await this.call({ op: 'load', key, model, providers: this.options.providers, threads: this.options.threads })
   }
 
-  async run (key: string, feeds: Record<string, Tensor>, outputs: string[], signal?: AbortSignal): Promise<RunResult> {
-    const reply = await this.call({ op: 'run', key, feeds, outputs })
+  /**
+   * Runs a loaded graph. With `transfer`, feeds that own their whole buffer
+   * move to the worker instead of being copied, and are unusable here after.
+   */
+  async run (key: string, feeds: Record<string, Tensor>, outputs: string[], options: { signal?: AbortSignal, transfer?: boolean } = {}): Promise<RunResult> {
+    const { signal, transfer = false } = options
+    const reply = await this.call({ op: 'run', key, feeds, outputs }, transfer ? ownedBuffers(feeds) : [])
     const ms = reply.ms ?? 0
     if (this.options.throttle > 1) {
       await wait(ms * (this.options.throttle - 1), undefined, { signal }).catch(() => { throw new LumiereError('ABORTED', 'run aborted') })
@@ -62,12 +67,12 @@ export class Executor {
     await this.worker.terminate()
   }
 
-  private async call (req: WorkerCall): Promise<WorkerReply & { ok: true }> {
+  private async call (req: WorkerCall, transferList: ArrayBuffer[] = []): Promise<WorkerReply & { ok: true }> {
     if (this.failure != null) throw this.failure
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
-      this.worker.postMessage({ ...req, id })
+      this.worker.postMessage({ ...req, id }, transferList)
     })
   }
 
@@ -84,4 +89,13 @@ export class Executor {
     for (const p of this.pending.values()) p.reject(this.failure)
     this.pending.clear()
   }
+}
+
+/** Buffers wholly owned by one tensor: safe to transfer without taking bytes another tensor views. */
+function ownedBuffers (tensors: Record<string, Tensor>): ArrayBuffer[] {
+  const seen = new Map<ArrayBufferLike, number>()
+  for (const t of Object.values(tensors)) seen.set(t.data.buffer, (seen.get(t.data.buffer) ?? 0) + 1)
+  return Object.values(tensors)
+    .filter((t) => t.data.buffer instanceof ArrayBuffer && t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength && seen.get(t.data.buffer) === 1)
+    .map((t) => t.data.buffer as ArrayBuffer)
 }

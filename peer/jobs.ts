@@ -88,7 +88,7 @@ export class JobTable {
   private async execute (job: Job, route: StageRoute, runId: string, feeds: Record<string, Tensor>): Promise<void> {
     this.log.debug({ job: job.id, run: runId, stage: route.index }, 'stage run started')
     try {
-      const { outputs, ms } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name))
+      const { outputs, ms } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name), { transfer: true })
       this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
       const byDest = new Map<string, { dest: Destination, tensors: Record<string, Tensor> }>()
       for (const out of route.outputs) {

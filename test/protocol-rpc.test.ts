@@ -6,7 +6,7 @@ import { LumiereError } from '../src/errors.ts'
 import { createMeshNode, loopbackListen } from '../src/mesh/node.ts'
 import { DTYPES } from '../src/tensor/tensor.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
-import { addrOf, nodePair, randomTensor, sameBytes, sleep } from './protocol-fixtures.ts'
+import { addrOf, nodePair, randomTensor, sameBytes, sleep } from './fixtures/protocol.ts'
 import type { Stream } from '@libp2p/interface'
 
 const MiB = 1024 * 1024

@@ -3,7 +3,7 @@ import { MAX_FRAME_HEADER_BYTES, readTensorFrame, writeTensorFrame } from '../pr
 import { SEND_CHUNK_BYTES, packMessage, sendPrefixed } from '../protocol/stream-io.ts'
 import { DTYPES } from '../src/tensor/tensor.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
-import { nodePair, openStreams, randomTensor, sameBytes, sleep } from './protocol-fixtures.ts'
+import { nodePair, openStreams, randomTensor, sameBytes, sleep } from './fixtures/protocol.ts'
 
 const MiB = 1024 * 1024
 
