@@ -19,33 +19,36 @@ t.test('ping answered within 100 ms during a 2 s stage', async (t) => {
     return performance.now() - started
   }
   const perStep = Math.max(0.001, ((await timed(2000)) - (await timed(200))) / 1800)
-  const steps = Math.ceil(2500 / perStep)
 
-  // One ORT thread on the peer, as in the calibration run above.
+  // One ORT thread on the peer, as in the calibration runs above.
   const mesh = await startLocalMesh(1, { extraArgs: () => ['--threads', '1'] })
   const coordinator = await Coordinator.start()
   t.teardown(async () => { await coordinator.stop(); await mesh.stop() })
   const peers = await coordinator.connect([mesh.peers[0].addrs[0]])
-  const inputs = slowInputs(steps)
   const dag = await buildDagProbed(model, { inputs: slowInputs(1) })
   const { pipeline } = await deploy(coordinator, model, dag, peers, 1)
   t.teardown(async () => { await pipeline.close() })
 
-  const runStart = performance.now()
-  let finished = Infinity
-  const run = pipeline.run(inputs, { timeoutMs: 60_000 }).then(() => { finished = performance.now() })
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  const latencies: number[] = []
-  for (let i = 0; i < 5; i++) {
-    const sent = performance.now()
-    await rpcCall(coordinator.node, peerIdFromString(peers[0].id), 'ping', {}, { timeoutMs: 5_000 })
-    latencies.push(performance.now() - sent)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+  // Calibration on a loaded machine can be off: double the work until the stage really takes 2 s.
+  let steps = Math.ceil(2500 / perStep)
+  for (let attempt = 1; attempt <= 4; attempt++, steps *= 2) {
+    const runStart = performance.now()
+    let finished = Infinity
+    const run = pipeline.run(slowInputs(steps), { timeoutMs: 120_000 }).then(() => { finished = performance.now() })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const latencies: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const sent = performance.now()
+      await rpcCall(coordinator.node, peerIdFromString(peers[0].id), 'ping', {}, { timeoutMs: 5_000 })
+      latencies.push(performance.now() - sent)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    const pingsDone = performance.now()
+    await run
+    if (finished - runStart < 2000 && attempt < 4) continue
+    t.ok(finished - runStart >= 2000, `the stage ran ${(finished - runStart).toFixed(0)} ms`)
+    t.ok(pingsDone < finished, 'every ping was answered before the stage finished')
+    t.ok(Math.max(...latencies) < 100, `every ping answered within 100 ms (max ${Math.max(...latencies).toFixed(1)} ms)`)
+    break
   }
-  const pingsDone = performance.now()
-  await run
-  const runMs = finished - runStart
-  t.ok(runMs >= 2000, `the stage really ran long (${runMs.toFixed(0)} ms)`)
-  t.ok(pingsDone < finished, 'every ping was answered before the stage finished')
-  t.ok(Math.max(...latencies) < 100, `every ping answered within 100 ms (max ${Math.max(...latencies).toFixed(1)} ms)`)
 })
