@@ -97,6 +97,15 @@ export class Pipeline {
     return { ...direct, ...await done }
   }
 
+  /** Compute time each stage has spent on this job so far, as its peer measured it. */
+  async stats (options: { signal?: AbortSignal } = {}): Promise<Array<{ index: number, runs: number, busyMs: number }>> {
+    const replies = await Promise.all([...this.routes.byPeer.keys()].map(async (peer) => {
+      const { body } = await rpcCall(this.node, this.target(peer), 'job.stats', { jobId: this.jobId }, { signal: options.signal, timeoutMs: 10_000 })
+      return body.stages
+    }))
+    return replies.flat().sort((a, b) => a.index - b.index)
+  }
+
   /** Content hashes of the stage graphs, in stage order. */
   stageHashes (): string[] {
     return this.stages.map((s) => s.hash)

@@ -28,6 +28,8 @@ export interface Job {
   stages: Map<number, StageRoute>
   /** Inputs received so far, per run and stage. */
   waiting: Map<string, Record<string, Tensor>>
+  /** Runs done and compute time spent, per stage. */
+  stats: Map<number, { runs: number, busyMs: number }>
 }
 
 /** Bounds the inputs a job may hold for runs that have not started, per peer. */
@@ -52,7 +54,7 @@ export class JobTable {
 
   async setup (id: string, coordinator: string, stages: StageRoute[]): Promise<void> {
     for (const s of stages) await this.hooks.loadStage(s.hash)
-    this.jobs.set(id, { id, coordinator, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map() })
+    this.jobs.set(id, { id, coordinator, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])) })
   }
 
   /** Accepts inputs for one run of one stage; starts the run once all are in. */
@@ -77,6 +79,12 @@ export class JobTable {
     void this.execute(job, route, runId, have)
   }
 
+  stats (id: string): Array<{ index: number, runs: number, busyMs: number }> {
+    const job = this.jobs.get(id)
+    if (job == null) throw new LumiereError('STAGE_UNKNOWN', `job ${id} is not set up on this peer`)
+    return [...job.stats].map(([index, s]) => ({ index, ...s }))
+  }
+
   async close (id: string): Promise<void> {
     this.jobs.delete(id)
   }
@@ -90,6 +98,8 @@ export class JobTable {
     try {
       const { outputs, ms } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name), { transfer: true })
       this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
+      const stats = job.stats.get(route.index)
+      if (stats != null) { stats.runs++; stats.busyMs += ms }
       const byDest = new Map<string, { dest: Destination, tensors: Record<string, Tensor> }>()
       for (const out of route.outputs) {
         for (const dest of out.to) {

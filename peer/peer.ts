@@ -80,6 +80,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       jobs.push(body.jobId, body.runId, body.stage, tensors)
       return { body: { ok: true } }
     },
+    'job.stats': async ({ body }) => ({ body: { stages: jobs.stats(body.jobId) } }),
     'job.close': async ({ body }) => {
       await jobs.close(body.jobId)
       return { body: { ok: true } }

@@ -109,6 +109,8 @@ export const requestSchemas = {
     code: z.string().min(1).max(MAX_CODE_LENGTH),
     message: z.string().max(MAX_MESSAGE_LENGTH)
   }),
+  /** Busy time of this job's stages on the peer, for utilisation and pipeline efficiency. */
+  'job.stats': z.strictObject({ jobId: id }),
   'job.close': z.strictObject({ jobId: id })
 } as const
 
@@ -132,6 +134,9 @@ export const responseSchemas = {
   'job.setup': ok,
   'run.push': ok,
   'run.failed': ok,
+  'job.stats': z.strictObject({
+    stages: z.array(z.strictObject({ index: stageIndex, runs: z.int().min(0), busyMs: nonNegative })).max(MAX_STAGES)
+  }),
   'job.close': ok
 } as const satisfies { [K in keyof typeof requestSchemas]: z.ZodType }
 
@@ -176,6 +181,7 @@ export const REQUEST_TENSORS: Record<RequestType, TensorRule> = {
   'job.setup': { min: 0, max: 0 },
   'run.push': { min: 0, max: MAX_TENSORS },
   'run.failed': { min: 0, max: 0 },
+  'job.stats': { min: 0, max: 0 },
   'job.close': { min: 0, max: 0 }
 }
 

@@ -23,6 +23,7 @@ const requests: RequestBodies = {
   },
   'run.push': { jobId: 'job-1', runId: 'run.7', stage: -1 },
   'run.failed': { jobId: 'job-1', runId: 'r', stage: 2, code: 'STAGE_FAILED', message: 'ort said no' },
+  'job.stats': { jobId: 'job-1' },
   'job.close': { jobId: 'job-1' }
 }
 
@@ -34,6 +35,7 @@ const responses: ResponseBodies = {
   'job.setup': { ok: true },
   'run.push': { ok: true },
   'run.failed': { ok: true },
+  'job.stats': { stages: [{ index: 0, runs: 3, busyMs: 12.5 }] },
   'job.close': { ok: true }
 }
 
