@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander'
 import { isLumiereError } from '../../src/errors.ts'
+import { generateCommand } from './generate-command.ts'
 import { inferCommand } from './infer-command.ts'
+import { modelCommand } from './model-command.ts'
 import { peerCommand } from './peer-command.ts'
 import { planCommand } from './plan-command.ts'
 
@@ -12,6 +14,8 @@ const program = new Command('lumiere')
 program.addCommand(peerCommand())
 program.addCommand(planCommand())
 program.addCommand(inferCommand())
+program.addCommand(generateCommand())
+program.addCommand(modelCommand())
 
 try {
   await program.parseAsync(process.argv)
