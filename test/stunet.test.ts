@@ -130,6 +130,18 @@ t.test('tiny: shapes at every level, ORT output shape, speed', async t => {
   t.ok(rms > 0.05 && rms < 5, `activations stay O(1) (rms ${rms.toFixed(3)})`)
 })
 
+t.test('edge configs: one level (no resampling), 7 input channels, no cross-attention', async t => {
+  const configs: StunetConfig[] = [
+    { ...tiny, levels: 1, channels: [8], frames: 3, height: 5, width: 4, inChannels: 7, attentionLevels: [0], heads: 2, groups: 4 },
+    { ...tiny, levels: 2, channels: [8, 8], frames: 2, height: 2, width: 2, attentionLevels: [], heads: 1, groups: 1, resBlocks: 2 }
+  ]
+  for (const config of configs) {
+    const { v } = await runModel(buildStunet(config, { weights: 'seeded', inflationInit: 'random' }), inputs(config, 2, 1))
+    t.same(v.shape, [2, 3, config.frames, config.height, config.width], `levels ${config.levels}, inChannels ${config.inChannels}`)
+    t.ok((view(v) as Float32Array).every(Number.isFinite))
+  }
+})
+
 t.test('seeded weights: deterministic, seed-dependent, spatial/temporal by name', async t => {
   const a = encodeModel(buildStunet(tiny, { weights: 'seeded', seed: 7 }))
   const b = encodeModel(buildStunet(tiny, { weights: 'seeded', seed: 7 }))
