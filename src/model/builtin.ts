@@ -11,7 +11,7 @@ import { validateStunetConfig } from './stunet-config.ts'
 import type { Manifest, ModelPackage } from './package.ts'
 
 /** Bump when the builders change what a preset produces, so caches rebuild. */
-export const BUILTIN_VERSION = 1
+export const BUILTIN_VERSION = 2
 
 const BASE_FILE = 'base.onnx'
 /** The paper's rate; the small presets play at half that to last longer. */

@@ -20,7 +20,7 @@ const PRESETS = {
     width: 32,
     inChannels: 3,
     textDim: 32,
-    textLength: 8,
+    textLength: 16,
     heads: 4,
     attentionLevels: [1, 2],
     groups: 8
