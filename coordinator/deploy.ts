@@ -9,6 +9,7 @@ import type { Plan, PeerCapacity } from './plan.ts'
 import type { StageGraph } from './pipeline.ts'
 import type { Dag } from '../src/onnx/dag.ts'
 import type { ModelProto } from '../src/onnx/proto.ts'
+import type { WireFormat } from '../src/tensor/wire.ts'
 
 export interface Deployment {
   plan: Plan
@@ -31,9 +32,9 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
 }
 
 /** Plans the model over the peers, cuts the stages and sets them up as a pipeline. */
-export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal): Promise<Deployment> {
+export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat): Promise<Deployment> {
   const plan = partition(dag, peers.map(peerCapacity), { stages })
   const graphs = buildStages(model, dag, plan, peers)
-  const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal })
+  const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal, wire })
   return { plan, pipeline }
 }

@@ -6,15 +6,17 @@ import { buildDagProbed } from '../src/onnx/graph.ts'
 import { loadModel } from '../src/onnx/model-io.ts'
 import { TextEncoder } from '../src/text/encode.ts'
 import { view } from '../src/tensor/tensor.ts'
-import { Coordinator } from './coordinator.ts'
 import { deploy } from './deploy.ts'
-import { startLocalMesh } from './local-mesh.ts'
-import type { LocalMesh } from './local-mesh.ts'
+import { withMesh } from './mesh-session.ts'
+import { Scatter } from './scatter.ts'
+import { upscaleClips } from './upscale.ts'
+import type { MeshOptions, MeshSession } from './mesh-session.ts'
 import type { Plan } from './plan.ts'
-import type { TransportName } from '../src/mesh/node.ts'
+import type { ModelPackage } from '../src/model/package.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import type { WireFormat } from '../src/tensor/wire.ts'
 
-export interface GenerateOptions {
+export interface GenerateOptions extends MeshOptions {
   prompt: string
   negative?: string
   /** Built-in preset name or package folder. */
@@ -26,123 +28,172 @@ export interface GenerateOptions {
   samples: number
   sampler?: 'ddim' | 'ancestral'
   thresholding?: boolean
-  local?: number
-  peers?: string[]
   stages?: number
-  transport?: TransportName
+  /** Run the package's SSR after the base model (default: when the package has one). */
+  ssr?: boolean
+  ssrWindow?: number
+  ssrStride?: number
+  ssrWeighting?: 'uniform' | 'tapered'
   /** Deadline for each forward pass over the mesh. */
   timeoutMs?: number
-  signal?: AbortSignal
+  /** 'f16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 per element. */
+  wire?: WireFormat
   onStep?: (progress: StepProgress) => void
   onWarning?: (message: string) => void
 }
 
 export interface StepProgress {
+  phase: 'base' | 'ssr'
   step: number
   steps: number
-  /** Fraction of wall time each stage spent computing so far. */
+  /** Base phase: fraction of wall time each stage spent computing so far. */
   utilisation: number[]
   elapsedMs: number
 }
 
 export interface GenerateResult {
-  /** float32 [B, 3, T, H, W] in [−1, 1] */
+  /** float32 [B, 3, T, H, W] in [−1, 1]: the SSR output when it ran, else the base clip. */
   video: Tensor
+  /** The base model's clip, float32 [B, 3, T, h, w]. */
+  base: Tensor
   fps: number
   plan: Plan
   seconds: number
   secondsPerStep: number
   utilisation: number[]
-  /** Forward passes run over the mesh (micro-batches): steps × samples × guidance branches. */
+  /** Forward passes of the base model (micro-batches): steps × samples × guidance branches. */
   forwardPasses: number
+  /** SSR windows each peer computed, by peer id. */
+  ssrWindows?: Record<string, number>
+}
+
+interface Prompts {
+  cond: Tensor
+  uncond: Tensor
 }
 
 /**
- * Text-to-video: encodes the prompts, places the base STUNet on the mesh and
- * runs the sampler over it. Each sample's conditional and unconditional
- * passes are separate micro-batches in flight together, so with K stages up
- * to K of them compute at once.
+ * Text-to-video: encodes the prompts, runs the base STUNet pipelined over the
+ * mesh, then the SSR on overlapping windows scattered over the same peers.
  */
 export async function generate (options: GenerateOptions): Promise<GenerateResult> {
-  if ((options.peers == null) === (options.local == null)) throw new LumiereError('BAD_ARGUMENT', 'give either --local K or --peers ADDR[,ADDR…]')
   if (!Number.isInteger(options.steps) || options.steps < 1) throw new LumiereError('BAD_ARGUMENT', `--steps must be a whole number ≥ 1, got ${options.steps}`)
   if (!Number.isInteger(options.samples) || options.samples < 1) throw new LumiereError('BAD_ARGUMENT', `--samples must be a whole number ≥ 1, got ${options.samples}`)
   const pkg = await resolveModel(options.model, { frames: options.frames })
-  const { base, text } = pkg.manifest
   if (pkg.manifest.shapeOnly) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} is shape-only (no weights): use it with 'lumiere plan', not generate`)
+  const runSsr = options.ssr ?? pkg.manifest.ssr != null
+  if (runSsr && pkg.manifest.ssr == null) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} has no SSR graph; use --no-ssr`)
+  const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
 
+  return withMesh(options, async (mesh) => {
+    const started = performance.now()
+    const base = await runBase(mesh, pkg, prompts, options, started)
+    if (!runSsr) return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
+    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, options, started)
+    return { ...base, video, ssrWindows: windows, seconds: (performance.now() - started) / 1000 }
+  })
+}
+
+async function encodePrompts (pkg: ModelPackage, prompt: string, negative: string, warn?: (m: string) => void): Promise<Prompts> {
+  const { text } = pkg.manifest
   const encoder = await TextEncoder.load({ tokenizerJson: pkg.path(text.tokenizer), encoderOnnx: pkg.path(text.encoder) })
-  const encoded = await encoder.encode([options.prompt, options.negative ?? ''], { length: text.length }).finally(async () => { await encoder.close() })
-  if (encoded.truncated[0]) options.onWarning?.(`the prompt is longer than the text encoder's ${text.length} tokens; it was truncated`)
-  if (encoded.truncated[1]) options.onWarning?.(`the negative prompt is longer than the text encoder's ${text.length} tokens; it was truncated`)
-  const [cond, uncond] = splitBatch(encoded.embeddings)
-
-  const model = loadModel(pkg.path(base.graph))
-  const dag = await buildDagProbed(model, { dims: { batch: 1 } })
-  const shape = [3, base.frames, base.height, base.width]
-  let mesh: LocalMesh | undefined
-  const coordinator = await Coordinator.start()
   try {
-    if (options.local != null) mesh = await startLocalMesh(options.local, { transport: options.transport, signal: options.signal })
-    const addrs = mesh != null ? mesh.peers.map((p) => p.addrs[0]) : (options.peers ?? [])
-    const peers = await coordinator.connect(addrs, { signal: options.signal })
-    const { plan, pipeline } = await deploy(coordinator, model, dag, peers, options.stages ?? peers.length, options.signal)
-    try {
-      const started = performance.now()
-      let forwardPasses = 0
-      const forward = async (x: Float32Array, logsnr: number, textEmb: Tensor): Promise<Float32Array> => {
-        forwardPasses++
-        const out = await pipeline.run({
-          x: { dtype: 'F32', shape: [1, ...shape], data: bytes(x) },
-          logsnr: { dtype: 'F32', shape: [1], data: bytes(Float32Array.of(logsnr)) },
-          text: textEmb
-        }, { signal: options.signal, timeoutMs: options.timeoutMs })
-        return view(out.v) as Float32Array
-      }
-      const utilisation = async (): Promise<number[]> => {
-        const wall = performance.now() - started
-        return (await pipeline.stats({ signal: options.signal })).map((s) => wall > 0 ? Math.min(1, s.busyMs / wall) : 0)
-      }
-      const clips = await sample({
-        shape,
-        samples: options.samples,
-        steps: options.steps,
-        seed: options.seed,
-        sampler: options.sampler ?? 'ddim',
-        prediction: pkg.manifest.prediction,
-        thresholding: options.thresholding,
-        signal: options.signal,
-        predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
-          if (options.guidance === 1) return forward(x, logsnr, cond)
-          const [vc, vu] = await Promise.all([forward(x, logsnr, cond), forward(x, logsnr, uncond)])
-          return guidance(vu, vc, options.guidance)
-        })),
-        onStep: (step, steps) => {
-          if (options.onStep == null) return
-          void utilisation().then((u) => options.onStep?.({ step, steps, utilisation: u, elapsedMs: performance.now() - started }), () => {})
-        }
-      })
-      const seconds = (performance.now() - started) / 1000
-      return {
-        video: stack(clips, shape),
-        fps: pkg.manifest.fps,
-        plan,
-        seconds,
-        secondsPerStep: seconds / options.steps,
-        utilisation: await utilisation(),
-        forwardPasses
-      }
-    } finally {
-      await pipeline.close()
-    }
+    const encoded = await encoder.encode([prompt, negative], { length: text.length })
+    if (encoded.truncated[0]) warn?.(`the prompt is longer than the text encoder's ${text.length} tokens; it was truncated`)
+    if (encoded.truncated[1]) warn?.(`the negative prompt is longer than the text encoder's ${text.length} tokens; it was truncated`)
+    const [cond, uncond] = splitBatch(encoded.embeddings)
+    return { cond, uncond }
   } finally {
-    await coordinator.stop()
-    await mesh?.stop()
+    await encoder.close()
   }
 }
 
-function bytes (a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+/** The base STUNet as a pipeline; each sample's two guidance branches are micro-batches in flight together. */
+async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, options: GenerateOptions, started: number): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
+  const { base } = pkg.manifest
+  const model = loadModel(pkg.path(base.graph))
+  const dag = await buildDagProbed(model, { dims: { batch: 1 } })
+  const shape = [3, base.frames, base.height, base.width]
+  const { plan, pipeline } = await deploy(mesh.coordinator, model, dag, mesh.peers, options.stages ?? mesh.peers.length, options.signal, options.wire)
+  try {
+    const phaseStart = performance.now()
+    let forwardPasses = 0
+    const forward = async (x: Float32Array, logsnr: number, text: Tensor): Promise<Float32Array> => {
+      forwardPasses++
+      const out = await pipeline.run({ x: f32(x, [1, ...shape]), logsnr: f32(Float32Array.of(logsnr), [1]), text }, { signal: options.signal, timeoutMs: options.timeoutMs })
+      return view(out.v) as Float32Array
+    }
+    const utilisation = async (): Promise<number[]> => {
+      const wall = performance.now() - phaseStart
+      return (await pipeline.stats({ signal: options.signal })).map((s) => wall > 0 ? Math.min(1, s.busyMs / wall) : 0)
+    }
+    const clips = await sample({
+      shape,
+      samples: options.samples,
+      steps: options.steps,
+      seed: options.seed,
+      sampler: options.sampler ?? 'ddim',
+      prediction: pkg.manifest.prediction,
+      thresholding: options.thresholding,
+      signal: options.signal,
+      predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
+        if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
+        const [vc, vu] = await Promise.all([forward(x, logsnr, prompts.cond), forward(x, logsnr, prompts.uncond)])
+        return guidance(vu, vc, options.guidance)
+      })),
+      onStep: (step, steps) => {
+        if (options.onStep == null) return
+        void utilisation().then((u) => options.onStep?.({ phase: 'base', step, steps, utilisation: u, elapsedMs: performance.now() - started }), () => {})
+      }
+    })
+    const seconds = (performance.now() - phaseStart) / 1000
+    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan, secondsPerStep: seconds / options.steps, utilisation: await utilisation(), forwardPasses }
+  } finally {
+    await pipeline.close()
+  }
+}
+
+/** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
+async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, options: GenerateOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
+  const ssr = pkg.manifest.ssr
+  if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
+  const model = loadModel(pkg.path(ssr.graph))
+  const dag = await buildDagProbed(model, { dims: { batch: 1 } })
+  const scatter = await Scatter.open(mesh.coordinator, model, dag, mesh.peers, { signal: options.signal, taskTimeoutMs: options.timeoutMs, wire: options.wire })
+  try {
+    const [samples, , frames] = lowres.shape
+    const size = lowres.data.byteLength / 4 / samples
+    const all = view(lowres) as Float32Array
+    const clips = await upscaleClips({
+      lowres: Array.from({ length: samples }, (_, b) => all.subarray(b * size, (b + 1) * size)),
+      frames,
+      height: ssr.height,
+      width: ssr.width,
+      scale: ssr.scale,
+      window: options.ssrWindow ?? ssr.window,
+      stride: options.ssrStride ?? ssr.stride,
+      weighting: options.ssrWeighting,
+      augLogsnr: ssr.augLogsnr,
+      cond: prompts.cond,
+      uncond: prompts.uncond,
+      guidance: options.guidance,
+      steps: options.steps,
+      seed: options.seed,
+      sampler: options.sampler,
+      prediction: pkg.manifest.prediction,
+      thresholding: options.thresholding,
+      runWindows: async (tasks) => scatter.run(tasks),
+      signal: options.signal,
+      onStep: (step, steps) => { options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started }) }
+    })
+    return { video: stack(clips, [3, frames, ssr.height, ssr.width]), windows: scatter.counts() }
+  } finally {
+    await scatter.close()
+  }
+}
+
+function f32 (a: Float32Array, shape: number[]): Tensor {
+  return { dtype: 'F32', shape, data: new Uint8Array(a.buffer, a.byteOffset, a.byteLength) }
 }
 
 /** Rows of an [N, ...] tensor as [1, ...] views. */
@@ -157,5 +208,5 @@ function stack (clips: Float32Array[], shape: number[]): Tensor {
   const size = clips[0]?.length ?? 0
   const out = new Float32Array(size * clips.length)
   clips.forEach((c, b) => { for (let i = 0; i < size; i++) out[b * size + i] = Math.max(-1, Math.min(1, c[i])) })
-  return { dtype: 'F32', shape: [clips.length, ...shape], data: new Uint8Array(out.buffer) }
+  return f32(out, [clips.length, ...shape])
 }

@@ -3,11 +3,13 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError } from '../src/errors.ts'
 import { rpcCall } from '../protocol/rpc.ts'
+import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
 import { routeStages } from './routes.ts'
 import type { Inbox } from './inbox.ts'
 import type { PlacedStage, Routes } from './routes.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import type { WireFormat } from '../src/tensor/wire.ts'
 
 export interface StageGraph extends PlacedStage {
   bytes: Uint8Array
@@ -15,6 +17,8 @@ export interface StageGraph extends PlacedStage {
 
 export interface PipelineOptions {
   signal?: AbortSignal
+  /** How float32 tensors travel (default 'f32': bit-exact). */
+  wire?: WireFormat
   /** Deadline for each control call (stage upload, setup). */
   callTimeoutMs?: number
 }
@@ -42,10 +46,12 @@ export class Pipeline {
   private readonly routes: Routes
   private readonly graphInputs: string[]
   private readonly graphOutputs: string[]
+  private readonly wire: WireFormat
   private nextRun = 0
 
-  private constructor (node: MeshNode, inbox: Inbox, stages: StageGraph[], graphInputs: string[], graphOutputs: string[]) {
+  private constructor (node: MeshNode, inbox: Inbox, stages: StageGraph[], graphInputs: string[], graphOutputs: string[], wire: WireFormat) {
     this.node = node
+    this.wire = wire
     this.inbox = inbox
     this.stages = stages
     this.graphInputs = graphInputs
@@ -55,7 +61,7 @@ export class Pipeline {
 
   /** Uploads stage graphs peers lack (by hash) and sets the job up on every peer. */
   static async open (node: MeshNode, inbox: Inbox, stages: StageGraph[], graph: { inputs: string[], outputs: string[] }, options: PipelineOptions = {}): Promise<Pipeline> {
-    const p = new Pipeline(node, inbox, stages, graph.inputs, graph.outputs)
+    const p = new Pipeline(node, inbox, stages, graph.inputs, graph.outputs, options.wire ?? 'f32')
     const timeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS
     const call = { signal: options.signal, timeoutMs }
     await Promise.all(stages.map(async (s) => {
@@ -68,7 +74,7 @@ export class Pipeline {
     inbox.open(p.jobId, stages.map((s) => s.peer))
     try {
       await Promise.all([...p.routes.byPeer].map(async ([peer, routes]) => {
-        await rpcCall(node, p.target(peer), 'job.setup', { jobId: p.jobId, stages: routes, coordinator: node.peerId.toString() }, call)
+        await rpcCall(node, p.target(peer), 'job.setup', { jobId: p.jobId, stages: routes, coordinator: node.peerId.toString(), wire: p.wire }, call)
       }))
     } catch (err) {
       await p.close()
@@ -89,12 +95,12 @@ export class Pipeline {
     await Promise.all([...this.routes.feeds].map(async ([stage, names]) => {
       const s = this.stages.find((x) => x.index === stage)
       if (s == null) throw new LumiereError('INTERNAL', `no stage ${stage}`)
-      const tensors = Object.fromEntries(names.map((n) => [n, inputs[n]]))
+      const tensors = Object.fromEntries(names.map((n) => [n, narrowForWire(inputs[n], this.wire)]))
       await rpcCall(this.node, this.target(s.peer), 'run.push', { jobId: this.jobId, runId, stage }, { tensors, signal, timeoutMs })
     })).catch((err: unknown) => {
       this.inbox.fail(this.jobId, runId, err)
     })
-    return { ...direct, ...await done }
+    return { ...direct, ...widenFromWire(await done, this.wire) }
   }
 
   /** Compute time each stage has spent on this job so far, as its peer measured it. */

@@ -1,4 +1,6 @@
 import { LumiereError, toLumiereError } from '../src/errors.ts'
+import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
+import type { WireFormat } from '../src/tensor/wire.ts'
 import type { Executor } from './executor.ts'
 import type { Logger } from '../src/log.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
@@ -25,6 +27,7 @@ export interface JobHooks {
 export interface Job {
   id: string
   coordinator: string
+  wire: WireFormat
   stages: Map<number, StageRoute>
   /** Inputs received so far, per run and stage. */
   waiting: Map<string, Record<string, Tensor>>
@@ -52,9 +55,9 @@ export class JobTable {
     this.log = log
   }
 
-  async setup (id: string, coordinator: string, stages: StageRoute[]): Promise<void> {
+  async setup (id: string, coordinator: string, stages: StageRoute[], wire: WireFormat = 'f32'): Promise<void> {
     for (const s of stages) await this.hooks.loadStage(s.hash)
-    this.jobs.set(id, { id, coordinator, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])) })
+    this.jobs.set(id, { id, coordinator, wire, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])) })
   }
 
   /** Accepts inputs for one run of one stage; starts the run once all are in. */
@@ -96,7 +99,7 @@ export class JobTable {
   private async execute (job: Job, route: StageRoute, runId: string, feeds: Record<string, Tensor>): Promise<void> {
     this.log.debug({ job: job.id, run: runId, stage: route.index }, 'stage run started')
     try {
-      const { outputs, ms } = await this.executor.run(route.hash, feeds, route.outputs.map((o) => o.name), { transfer: true })
+      const { outputs, ms } = await this.executor.run(route.hash, widenFromWire(feeds, job.wire), route.outputs.map((o) => o.name), { transfer: true })
       this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
       const stats = job.stats.get(route.index)
       if (stats != null) { stats.runs++; stats.busyMs += ms }
@@ -105,7 +108,7 @@ export class JobTable {
         for (const dest of out.to) {
           const key = 'coordinator' in dest ? 'coordinator' : `${dest.peer}/${dest.stage}`
           const entry = byDest.get(key) ?? { dest, tensors: {} }
-          entry.tensors[out.name] = outputs[out.name]
+          entry.tensors[out.name] = narrowForWire(outputs[out.name], job.wire)
           byDest.set(key, entry)
         }
       }

@@ -73,7 +73,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       return { body: { ok: true } }
     },
     'job.setup': async ({ body }) => {
-      await jobs.setup(body.jobId, body.coordinator, body.stages)
+      await jobs.setup(body.jobId, body.coordinator, body.stages, body.wire)
       return { body: { ok: true } }
     },
     'run.push': async ({ body, tensors }) => {

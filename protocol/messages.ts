@@ -91,7 +91,9 @@ export const requestSchemas = {
   'job.setup': z.strictObject({
     jobId: id,
     stages: z.array(stageSpecSchema).min(1).max(MAX_STAGES),
-    coordinator: peerId
+    coordinator: peerId,
+    /** 'f16': float32 tensors travel as float16 and are widened back before use. */
+    wire: z.enum(['f32', 'f16']).optional()
   }).superRefine((body, ctx) => {
     const seen = new Set<number>()
     body.stages.forEach((s, i) => {

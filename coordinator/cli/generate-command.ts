@@ -26,6 +26,10 @@ interface GenerateFlags {
   out?: string
   tensor?: string
   timeout: number
+  ssr: boolean
+  wire: 'f32' | 'f16'
+  ssrWindow?: number
+  ssrStride?: number
   quiet?: boolean
   json?: boolean
 }
@@ -49,6 +53,10 @@ export function generateCommand (): Command {
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .option('--out <file>', 'video file: .mp4 (H.264), .gif, or a folder for PNG frames; -sampleN is added per sample when --samples > 1')
     .option('--tensor <file.safetensors>', 'also write the clip as tensor "video", float32 [B, 3, T, H, W] in [−1, 1]')
+    .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact) or f16 (half the bytes, relative error ≤ 2^-11 per element)').choices(['f32', 'f16']).default('f32'))
+    .option('--no-ssr', 'skip the spatial super-resolution (output at the base model\'s size)')
+    .option('--ssr-window <frames>', 'SSR window length (default: the model\'s)', positiveInt('--ssr-window'))
+    .option('--ssr-stride <frames>', 'frames between SSR window starts; less than the window makes them overlap (default: half the window)', positiveInt('--ssr-stride'))
     .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)
     .option('--quiet', 'no progress bar')
     .option('--json', 'print a JSON summary line at the end')
@@ -67,7 +75,9 @@ export function generateCommand (): Command {
         stream: process.stderr,
         hideCursor: true
       }, cliProgress.Presets.shades_classic)
-      if (showBar) bar.start(opts.steps, 0, { util: '–' })
+      // One bar over both phases: base steps, then SSR steps.
+      const total = opts.ssr ? 2 * opts.steps : opts.steps
+      if (showBar) bar.start(total, 0, { util: '–' })
       const result = await generate({
         prompt,
         negative: opts.negative,
@@ -84,7 +94,15 @@ export function generateCommand (): Command {
         stages: opts.stages,
         transport: opts.transport,
         timeoutMs: opts.timeout * 1000,
-        onStep: (p) => { if (showBar) bar.update(p.step, { util: p.utilisation.map((u) => `${Math.round(u * 100)}%`).join('/') }) },
+        ssr: opts.ssr ? undefined : false,
+        wire: opts.wire,
+        ssrWindow: opts.ssrWindow,
+        ssrStride: opts.ssrStride,
+        onStep: (p) => {
+          if (!showBar) return
+          if (p.phase === 'base') bar.update(p.step, { util: p.utilisation.map((u) => `${Math.round(u * 100)}%`).join('/') })
+          else bar.update(opts.steps + p.step, { util: 'ssr' })
+        },
         onWarning: (message) => { console.error(`warning: ${message}`) }
       }).finally(() => { if (showBar) bar.stop() })
 
@@ -105,6 +123,7 @@ export function generateCommand (): Command {
         frames: result.video.shape[2],
         size: [result.video.shape[3], result.video.shape[4]],
         stages: result.plan.stages.length,
+        ssrWindows: result.ssrWindows,
         seconds: round(result.seconds),
         secondsPerStep: round(result.secondsPerStep),
         utilisation: result.utilisation.map(round),

@@ -6,14 +6,19 @@ import { cacheRoot } from '../paths.ts'
 import { TEXT_ENCODER_FILE, TOKENIZER_FILE, writeBuiltinTextEncoder } from '../text/encode.ts'
 import { loadPackage, writePackage } from './package.ts'
 import { getPreset, presetNames } from './presets.ts'
+import { buildSsr } from './ssr.ts'
+import { getSsrPreset } from './ssr-presets.ts'
 import { buildStunet } from './stunet.ts'
 import { validateStunetConfig } from './stunet-config.ts'
 import type { Manifest, ModelPackage } from './package.ts'
 
 /** Bump when the builders change what a preset produces, so caches rebuild. */
-export const BUILTIN_VERSION = 2
+export const BUILTIN_VERSION = 3
 
 const BASE_FILE = 'base.onnx'
+const SSR_FILE = 'ssr.onnx'
+/** Low-res conditioning noise: σ² = sigmoid(−3) ≈ 0.05, enough to hide base-model artefacts. */
+const AUG_LOGSNR = 3
 /** The paper's rate; the small presets play at half that to last longer. */
 const FPS: Record<string, number> = { tiny: 8, small: 8, paper: 16 }
 /** Built-in weights are fixed: a preset means the same model on every machine. */
@@ -32,18 +37,21 @@ export interface BuildOptions {
 export async function buildModelPackage (preset: string, dir: string, options: BuildOptions = {}): Promise<void> {
   const config = validateStunetConfig({ ...getPreset(preset), ...(options.frames != null ? { frames: options.frames } : {}) })
   const shapeOnly = preset === 'paper'
+  const ssr = getSsrPreset(preset)
   const manifest: Manifest = {
     format: 'lumiere-model/1',
     name: preset,
     shapeOnly,
     base: { graph: BASE_FILE, frames: config.frames, height: config.height, width: config.width, inChannels: config.inChannels, levels: config.levels },
     text: { tokenizer: TOKENIZER_FILE, encoder: TEXT_ENCODER_FILE, length: config.textLength, dim: config.textDim },
+    ssr: { graph: SSR_FILE, height: ssr.height, width: ssr.width, scale: ssr.scale, window: ssr.window, stride: ssr.window / 2, augLogsnr: AUG_LOGSNR },
     fps: FPS[preset] ?? 8,
     prediction: 'v',
     schedule: { kind: 'cosine', logsnrMin: -20, logsnrMax: 20 }
   }
   await writePackage(dir, manifest, async (tmp) => {
     saveModel(buildStunet(config, { weights: shapeOnly ? 'none' : 'seeded', seed: WEIGHT_SEED }), join(tmp, BASE_FILE))
+    saveModel(buildSsr(ssr, { weights: shapeOnly ? 'none' : 'seeded', seed: WEIGHT_SEED }), join(tmp, SSR_FILE))
     await writeBuiltinTextEncoder(tmp, { dim: config.textDim, length: config.textLength, seed: WEIGHT_SEED })
   })
 }

@@ -33,6 +33,19 @@ const manifestSchema = z.strictObject({
     length: positive,
     dim: positive
   }),
+  /** Spatial super-resolution, run on overlapping temporal windows fused by MultiDiffusion. */
+  ssr: z.strictObject({
+    graph: packageFile,
+    /** Output size; the input is the base size, scale times smaller. */
+    height: positive,
+    width: positive,
+    scale: z.int().min(2),
+    /** Frames per window (the graph's fixed time length) and the default stride between windows. */
+    window: positive,
+    stride: positive,
+    /** Log-SNR of the noise added to the upsampled low-res conditioning. */
+    augLogsnr: z.number()
+  }).optional(),
   fps: z.number().positive().max(240),
   prediction: z.enum(['v', 'eps']),
   schedule: z.strictObject({
@@ -79,7 +92,7 @@ export async function loadPackage (dir: string): Promise<ModelPackage> {
     if (rel.startsWith('..') || isAbsolute(rel)) throw new LumiereError('BAD_ARGUMENT', `${file} names '${name}', which is outside the package folder`)
     return full
   }
-  for (const name of [manifest.base.graph, manifest.text.tokenizer, manifest.text.encoder]) {
+  for (const name of [manifest.base.graph, manifest.text.tokenizer, manifest.text.encoder, ...(manifest.ssr != null ? [manifest.ssr.graph] : [])]) {
     if (!existsSync(path(name))) throw new LumiereError('FILE_NOT_FOUND', `${file} names '${name}', which is missing from ${dir}`)
   }
   return { dir, manifest, path }

@@ -48,6 +48,7 @@ import { fromOrt, toOrt } from '../onnx/ort-tensor.ts'
 import { ELEM, elemToDType, typeInfo } from '../onnx/proto.ts'
 import type { ModelProto } from '../onnx/proto.ts'
 import { sessionOptions } from '../onnx/session-options.ts'
+import { float16ToFloat32 } from '../tensor/float16.ts'
 import { view } from '../tensor/tensor.ts'
 import type { DType, Tensor } from '../tensor/tensor.ts'
 import { BUILTIN_VOCAB_SIZE, builtinTokenizerJson } from './builtin-tokenizer.ts'
@@ -369,7 +370,7 @@ export class TextEncoder {
     }
     let data: Float32Array
     if (out.dtype === 'F32') data = Float32Array.from(view(out) as Float32Array)
-    else if (out.dtype === 'F16') data = halfToFloat(view(out) as Uint16Array)
+    else if (out.dtype === 'F16') data = float16ToFloat32(view(out) as Uint16Array)
     else throw new LumiereError('BAD_ONNX', `text encoder output '${sig.output.name}' is ${out.dtype}, not float32/float16`)
     return { data, dim: od }
   }
@@ -460,17 +461,4 @@ function intTensor (dtype: FeedDType, shape: number[], values: number[]): Tensor
     case 'BOOL': data = Uint8Array.from(values, v => v !== 0 ? 1 : 0); break
   }
   return { dtype: dtype satisfies DType, shape, data }
-}
-
-/** IEEE 754 half → float32. */
-function halfToFloat (h: Uint16Array): Float32Array {
-  const out = new Float32Array(h.length)
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i]
-    const sign = x & 0x8000 ? -1 : 1
-    const exp = (x >> 10) & 0x1f
-    const frac = x & 0x3ff
-    out[i] = exp === 0 ? sign * frac * 2 ** -24 : exp === 31 ? (frac === 0 ? sign * Infinity : NaN) : sign * (1 + frac / 1024) * 2 ** (exp - 15)
-  }
-  return out
 }
