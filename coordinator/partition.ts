@@ -1,6 +1,9 @@
 import type { Dag, DagValue } from '../src/onnx/dag.ts'
 import { LumiereError } from '../src/errors.ts'
+import { linkBetween, planBottleneck, transferSeconds } from './plan.ts'
 import type { Boundary, PeerCapacity, Plan, StageInput, StageOutput, StagePlan } from './plan.ts'
+import { foldedSearch, foldCandidates, FoldTables } from './fold.ts'
+import type { FoldSearch } from './fold.ts'
 
 /**
  * The partitioner: cuts a Dag's topological order into K contiguous stages
@@ -82,7 +85,7 @@ export const MAX_UNITS = 1000
 /** Relative slack for float noise when comparing times against a bound. */
 const EPS = 1e-9
 
-interface Model {
+export interface Model {
   /** Non-duplicable (assigned) nodes. */
   n: number
   /** Positions 0..n-1 are the non-duplicable nodes in order; n..P-1 the duplicable graph-output producers (always on the last stage). */
@@ -283,10 +286,12 @@ function analyse (dag: Dag): Model {
  * (held ones to end - 1): a segment tree with
  * range add and global max (stamped, so a reset is O(1)).
  */
-class RangeState {
+export class RangeState {
   start = 0
   end = 0
   inBytes = 0
+  /** The part of inBytes that is graph inputs (sent by the coordinator, not by another stage). */
+  gin = 0
   params = 0
   inside = 0
   /** Sequence values made by another stage that this range would receive (must be 0). */
@@ -328,6 +333,7 @@ class RangeState {
     this.start = pos
     this.end = pos
     this.inBytes = 0
+    this.gin = 0
     this.params = 0
     this.inside = 0
     this.seqIn = 0
@@ -379,6 +385,7 @@ class RangeState {
       if (this.vStamp[v] !== gen) { this.vStamp[v] = gen; this.vCnt[v] = 0 }
       if (this.vCnt[v]++ === 0 && m.vProd[v] < this.start) {
         this.inBytes += m.vBytes[v]
+        if (m.vProd[v] < 0) this.gin += m.vBytes[v]
         if (m.vSeq[v] === 1 && m.vProd[v] >= 0) this.seqIn++
       }
     }
@@ -477,9 +484,46 @@ interface Search {
 }
 
 /**
+ * Transfer-time terms of the searches for one peer order: what stage (or
+ * slot) k pays per byte it receives from other stages, and per message, over
+ * the link from its route predecessor's peer, order[k - 1] -> order[k]
+ * (see the header: every activation a stage receives is charged to that
+ * link, exact for a chain and for uniform links). Zero for unknown links.
+ */
+export interface LinkTerms {
+  /** Seconds per byte (1 / bandwidth) into position k; 0 for k = 0 or an unknown link. */
+  inv: Float64Array
+  /** Latency into position k. */
+  lat: Float64Array
+}
+
+/** LinkTerms into each position of `order` from the previous position (`from(k)` overrides the predecessor). */
+export function linkTerms (order: PeerCapacity[], from: (k: number) => number = k => k - 1): LinkTerms {
+  const K = order.length
+  const inv = new Float64Array(K)
+  const lat = new Float64Array(K)
+  for (let k = 0; k < K; k++) {
+    const f = from(k)
+    if (f < 0 || f >= K) continue
+    const link = linkBetween(order[f], order[k])
+    if (link === null) continue
+    inv[k] = 1 / link.bandwidth
+    lat[k] = link.latency
+  }
+  return { inv, lat }
+}
+
+/** Seconds a range receiving `act` activation bytes pays at position k. */
+function transferAt (t: LinkTerms, k: number, act: number): number {
+  return act > 0 ? act * t.inv[k] + t.lat[k] : 0
+}
+
+/**
  * The DP over cut units for one peer order. mode 'time': minimise the
  * bottleneck. mode 'wire': minimise received bytes (then the bottleneck)
  * subject to every stage time <= bound. Returns null when nothing fits.
+ * A stage's time is its compute plus its transfer term (LinkTerms); the
+ * early exits use compute alone, which only grows with the stage.
  */
 function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'wire', bound: number, checkMemory: boolean,
   state: RangeState): Search | null {
@@ -487,6 +531,7 @@ function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'w
   const U = c.length - 1
   const W = U + 1
   const F = m.flopsPrefix
+  const links = linkTerms(order)
   const wire = new Float64Array(K * W).fill(Infinity)
   const worst = new Float64Array(K * W).fill(Infinity)
   const par = new Int32Array(K * W).fill(-1)
@@ -526,11 +571,13 @@ function search (m: Model, c: number[], order: PeerCapacity[], mode: 'time' | 'w
       state.reset(c[j])
       for (let i = j - 1; i >= k; i--) {
         for (let p = c[i + 1] - 1; p >= c[i]; p--) state.add(p, true)
-        const t = (F[c[j]] - F[c[i]]) / peer.speed
-        if (t > bound || (mode === 'time' && t >= worst[cell])) break
+        const tc = (F[c[j]] - F[c[i]]) / peer.speed
+        if (tc > bound || (mode === 'time' && tc >= worst[cell])) break
         if (checkMemory && state.params > mem) break
         const prev = (k - 1) * W + i
         if (par[prev] < 0 || worst[prev] > bound) continue
+        const t = tc + transferAt(links, k, state.inBytes - state.gin)
+        if (t > bound) continue
         const w = wire[prev] + state.inBytes
         const tt = Math.max(worst[prev], t)
         if (!better(cell, w, tt)) continue

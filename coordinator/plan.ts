@@ -1,10 +1,26 @@
 import { LumiereError } from '../src/errors.ts'
 
 /**
- * A pipeline plan: the model's DAG cut into K contiguous stages, each placed
- * on a distinct peer. Plain JSON data (numbers, strings, arrays) so that it
- * can be printed by `lumiere plan --json` and sent over the wire as is;
- * `parsePlan` checks such a value coming back in.
+ * A pipeline plan: the model's DAG cut into stages, contiguous runs of its
+ * topological order, placed on peers. Plain JSON data (numbers, strings,
+ * arrays) so that it can be printed by `lumiere plan --json` and sent over
+ * the wire as is; `parsePlan` checks such a value coming back in.
+ *
+ * Placements (`placement`):
+ * - 'contiguous': K stages on K distinct peers, route 1 → 2 → … → K.
+ * - 'folded' (coordinator/fold.ts): up to 2K − 1 stages on K peers; peer j
+ *   holds stage j and its mirror stage 2K − j, so a U-Net's encoder level
+ *   and its decoder level share a peer and the skip tensors between them
+ *   never cross the wire. The route is still stage order 1 → … → 2K − 1,
+ *   which visits peers 1 → 2 → … → K → … → 2 → 1. `peer` repeats.
+ *
+ * Wire accounting (exact, per forward pass): a value crosses once per
+ * consuming STAGE on a peer other than the producer's (routes.ts sends it to
+ * every stage that reads it, however many of its nodes do); graph inputs
+ * come from the coordinator once per consuming stage; graph outputs go to
+ * the coordinator once. A value passed between two stages on the SAME peer
+ * does not cross the wire: its boundary is listed with `local: true` and is
+ * left out of `totals.wireBytes` (the stage still lists it in `inputs`).
  *
  * Indices: stages are numbered 0..K-1 in data (`StagePlan.index`,
  * `route`, `from`/`to`); human text (`formatPlan`, error messages) says
@@ -19,12 +35,38 @@ import { LumiereError } from '../src/errors.ts'
  * stage is exactly what the stage receives.
  */
 
+/** A measured network link from one peer to another. */
+export interface LinkSpeed {
+  /** Bytes per second, > 0. */
+  bandwidth: number
+  /** Seconds, >= 0, paid once per message (one boundary of one forward pass). */
+  latency: number
+}
+
 export interface PeerCapacity {
   id: string
-  /** Memory the peer offers for one stage (parameters + activations), bytes. */
+  /** Memory the peer offers for its stages (parameters + activations), bytes; a folded peer's two stages share it. */
   memoryBytes: number
   /** FLOP/s, > 0 (the partitioner uses only ratios; estimates are seconds). */
   speed: number
+  /**
+   * Measured links from this peer to others, by peer id. The link from A to
+   * B is A.links[B.id], else B.links[A.id] (links are taken as symmetric
+   * when only one side measured); unknown links cost nothing (see linkBetween).
+   */
+  links?: Record<string, LinkSpeed>
+}
+
+/** The link from `from` to `to`: from.links[to.id], else to.links[from.id], else null (unknown). */
+export function linkBetween (from: PeerCapacity, to: PeerCapacity): LinkSpeed | null {
+  if (from.id === to.id) return null
+  return from.links?.[to.id] ?? to.links?.[from.id] ?? null
+}
+
+/** Seconds to send `bytes` as one message over a link: bytes / bandwidth + latency; 0 on an unknown link or for 0 bytes. */
+export function transferSeconds (link: LinkSpeed | null, bytes: number): number {
+  if (link === null || bytes <= 0) return 0
+  return bytes / link.bandwidth + link.latency
 }
 
 export interface StageInput {
@@ -56,8 +98,18 @@ export interface StagePlan {
   peakActivationBytes: number
   inputs: StageInput[]
   outputs: StageOutput[]
-  /** flops / peer speed: seconds when speed is FLOP/s. */
+  /**
+   * Estimated seconds of one forward pass on its peer: flops / peer speed
+   * plus `transferSeconds`.
+   */
   estSeconds: number
+  /**
+   * Seconds to receive this stage's inputs from stages on other peers over
+   * known links (PeerCapacity.links): per incoming boundary, bytes /
+   * bandwidth + latency. 0 when links are unknown; graph inputs from the
+   * coordinator are not counted (its links are not known to the planner).
+   */
+  transferSeconds?: number
 }
 
 export interface Boundary {
@@ -66,9 +118,13 @@ export interface Boundary {
   /** Value names crossing this boundary, in producer order. */
   names: string[]
   bytes: number
+  /** Both stages are on the same peer: nothing crosses the wire (not counted in totals.wireBytes). */
+  local?: boolean
 }
 
 export interface Plan {
+  /** How stages map to peers (see the header); absent in older plans: 'contiguous'. */
+  placement?: 'contiguous' | 'folded'
   stages: StagePlan[]
   /** Stage order of one forward pass. */
   route: number[]
@@ -78,15 +134,25 @@ export interface Plan {
     flops: number
     /** Sum of stage paramBytes (an initializer shared by two stages counts twice). */
     paramBytes: number
-    /** Sum of boundary bytes per forward pass: graph inputs in, stage to stage, graph outputs out. */
+    /** Bytes on the wire per forward pass: graph inputs in, stage to stage across peers, graph outputs out (local boundaries excluded). */
     wireBytes: number
   }
 }
 
-/** The slowest stage's estSeconds: the pipeline's bottleneck. */
+/**
+ * Seconds each peer spends per forward pass: the sum of its stages'
+ * estSeconds (a peer runs its stages one at a time), by peer id in stage order.
+ */
+export function peerSeconds (plan: Plan): Map<string, number> {
+  const byPeer = new Map<string, number>()
+  for (const s of plan.stages) byPeer.set(s.peer, (byPeer.get(s.peer) ?? 0) + s.estSeconds)
+  return byPeer
+}
+
+/** The busiest peer's seconds per forward pass (peerSeconds): the pipeline's bottleneck. With one stage per peer, the slowest stage's estSeconds. */
 export function planBottleneck (plan: Plan): number {
   let worst = 0
-  for (const s of plan.stages) if (s.estSeconds > worst) worst = s.estSeconds
+  for (const t of peerSeconds(plan).values()) if (t > worst) worst = t
   return worst
 }
 
@@ -120,7 +186,8 @@ function strings (x: unknown, what: string): string[] {
  */
 export function parsePlan (value: unknown): Plan {
   if (!isObject(value)) fail('not an object')
-  const { stages, route, boundaries, totals } = value
+  const { stages, route, boundaries, totals, placement } = value
+  if (placement !== undefined && placement !== 'contiguous' && placement !== 'folded') fail("placement must be 'contiguous' or 'folded'")
   if (!Array.isArray(stages) || stages.length === 0) fail('stages must be a non-empty array')
   const k = stages.length
   stages.forEach((s: unknown, i: number) => {
@@ -130,6 +197,7 @@ export function parsePlan (value: unknown): Plan {
     if (typeof s.peer !== 'string' || s.peer === '') fail(`${w}.peer must be a peer id`)
     if (!Array.isArray(s.nodes) || !s.nodes.every(n => Number.isInteger(n) && n >= 0)) fail(`${w}.nodes must be node indices`)
     for (const f of ['flops', 'paramBytes', 'peakActivationBytes', 'estSeconds']) num(s[f], `${w}.${f}`)
+    if (s.transferSeconds !== undefined) num(s.transferSeconds, `${w}.transferSeconds`)
     if (!Array.isArray(s.inputs)) fail(`${w}.inputs must be an array`)
     s.inputs.forEach((x: unknown, j: number) => {
       if (!isObject(x) || typeof x.name !== 'string') fail(`${w}.inputs[${j}] needs a name`)
@@ -152,6 +220,7 @@ export function parsePlan (value: unknown): Plan {
     stageRef(b.to, k, 'output', `boundaries[${j}].to`)
     strings(b.names, `boundaries[${j}].names`)
     num(b.bytes, `boundaries[${j}].bytes`)
+    if (b.local !== undefined && typeof b.local !== 'boolean') fail(`boundaries[${j}].local must be a boolean`)
   })
   if (!isObject(totals)) fail('totals must be an object')
   for (const f of ['flops', 'paramBytes', 'wireBytes']) num(totals[f], `totals.${f}`)

@@ -51,7 +51,7 @@ COPY coordinator ./coordinator
 RUN mkdir -p /data/stages /addrs && chown -R node:node /data /addrs
 USER node
 VOLUME ["/data"]
-EXPOSE 4001/tcp 4002/udp
+EXPOSE 4001/tcp 4003/udp
 # Healthy once the TCP listener accepts a connection (the peer opens it after
 # loading onnxruntime and measuring its speed).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

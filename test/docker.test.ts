@@ -26,7 +26,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { dirname, join, posix } from 'node:path'
+import { join, posix } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -64,7 +64,7 @@ const FLAGGED = new Set(['FROM', 'COPY', 'ADD', 'RUN', 'HEALTHCHECK'])
  * case-insensitive, arguments that are a JSON array of strings are the exec
  * form. Heredocs and the escape directive are refused (not used here).
  */
-export function parseDockerfile (text: string, file = 'Dockerfile'): Instruction[] {
+function parseDockerfile (text: string, file = 'Dockerfile'): Instruction[] {
   const lines = text.split(/\r?\n/)
   const out: Instruction[] = []
   let buf: string | null = null
@@ -133,7 +133,7 @@ function execForm (args: string): string[] | undefined {
  * `${...}` and `$name` stay in the word as written. Enough to find commands
  * and their arguments, not an interpreter.
  */
-export function shellCommands (script: string): string[][] {
+function shellCommands (script: string): string[][] {
   const commands: string[][] = []
   let words: string[] = []
   let word: string | null = null
@@ -147,6 +147,7 @@ export function shellCommands (script: string): string[][] {
     if (c === '\\') { word = (word ?? '') + (script[i + 1] ?? ''); i += 2; continue }
     if (c === ' ' || c === '\t') { endWord(); i++; continue }
     if (c === '\n' || c === ';') { endCommand(); i++; continue }
+    if (c === '&' && word !== null && /[<>]$/.test(word)) { word += c; i++; continue } // >&2
     if (c === '&' || c === '|') { endCommand(); i += script[i + 1] === c ? 2 : 1; continue }
     if (c === '#' && word === null) { while (i < n && script[i] !== '\n') i++; continue }
     if (c === "'") {
@@ -362,7 +363,7 @@ function containerPathOf (image: Image, repoPath: string): string | undefined {
   for (const c of image.final.copies) {
     if (c.from != null) continue
     for (const src of c.sources) {
-      const s = posix.normalize(src).replace(/^\.\/?/, '').replace(/\/$/, '')
+      const s = posix.normalize(src).replace(/\/$/, '')
       if (s === '' || s === '.') { at = posix.join(c.dest, repoPath); continue }
       if (isDir(s)) {
         if (repoPath === s || repoPath.startsWith(`${s}/`)) at = posix.join(c.dest, repoPath.slice(s.length))
@@ -380,7 +381,7 @@ function repoPathAt (image: Image, path: string): string | undefined {
   for (const c of [...image.final.copies].reverse()) {
     if (c.from != null) continue
     for (const src of c.sources) {
-      const s = posix.normalize(src).replace(/^\.\/?/, '').replace(/\/$/, '')
+      const s = posix.normalize(src).replace(/\/$/, '')
       const candidate = s === '' || s === '.'
         ? posix.relative(c.dest, abs)
         : isDir(s)
@@ -429,7 +430,10 @@ function cliHelp (path: string[]): Promise<Help> {
   const key = path.join(' ')
   let p = helps.get(key)
   if (p == null) {
-    p = runCli([...path, '--help'], { timeoutMs: 30_000 }).then((r) => {
+    // without tap's NODE_OPTIONS hooks (process tracking): they double a help run's time
+    const env = { ...process.env }
+    delete env.NODE_OPTIONS
+    p = runCli([...path, '--help'], { timeoutMs: 30_000, env }).then((r) => {
       if (r.code !== 0) throw new Error(`lumiere ${key} --help exited with ${r.code}: ${r.stderr}`)
       const help: Help = { commands: new Set(), options: new Map(), text: r.stdout }
       let section = ''
@@ -545,7 +549,7 @@ type Yaml = null | boolean | number | string | Yaml[] | { [key: string]: Yaml }
  * scalars, several documents) is refused with its line number, so compose.yaml
  * cannot drift outside what this test understands.
  */
-export function parseYaml (text: string, file = 'yaml'): Yaml {
+function parseYaml (text: string, file = 'yaml'): Yaml {
   const lines = text.split(/\r?\n/)
   let i = 0
   const fail = (msg: string, at = i): never => { throw new Error(`${file}:${at + 1}: ${msg}`) }
@@ -596,7 +600,7 @@ export function parseYaml (text: string, file = 'yaml'): Yaml {
     if (/^(true|True|TRUE)$/.test(s)) return true
     if (/^(false|False|FALSE)$/.test(s)) return false
     if (/^[-+]?[0-9]+$/.test(s)) return Number(s)
-    if (/^0x[0-9a-fA-F]+$/.test(s) || /^0o[0-7]+$/.test(s)) return Number(s.replace('0o', '0o'))
+    if (/^0x[0-9a-fA-F]+$/.test(s) || /^0o[0-7]+$/.test(s)) return Number(s)
     if (/^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/.test(s)) return Number(s)
     if (/^[-+]?\.(inf|Inf|INF)$/.test(s)) return s.startsWith('-') ? -Infinity : Infinity
     if (/^\.(nan|NaN|NAN)$/.test(s)) return NaN
@@ -681,7 +685,8 @@ export function parseYaml (text: string, file = 'yaml'): Yaml {
       for (let k = 0; k < body.length; k++) {
         const l = body[k]
         if (k === 0) textOut = l
-        else if (l === '' || body[k - 1] === '') textOut += '\n' + (l === '' ? '' : l)
+        else if (l === '') textOut += '\n' // an empty line is a line break; the break before it folds away
+        else if (body[k - 1] === '') textOut += l
         else if (/^\s/.test(l) || /^\s/.test(body[k - 1])) textOut += '\n' + l
         else textOut += ' ' + l
       }
@@ -727,7 +732,12 @@ export function parseYaml (text: string, file = 'yaml'): Yaml {
       const m = /^(\s*-)(\s+|$)(.*)$/.exec(lines[i])
       if (m == null) return items // a mapping key at the same indentation ends a compact sequence
       const content = stripComment(m[3])
-      if (keyOf(content) != null) {
+      if (/^-(\s|$)/.test(content)) {
+        // `- - x`: a sequence in a sequence
+        const col = m[1].length + m[2].length
+        lines[i] = ' '.repeat(col) + m[3]
+        items.push(sequence(col))
+      } else if (keyOf(content) != null) {
         // `- key: value`: a mapping whose keys are aligned with `key`
         const col = m[1].length + m[2].length
         lines[i] = ' '.repeat(col) + m[3]
@@ -810,7 +820,9 @@ function mounts (service: YamlMap): Mount[] {
 
 function spawnExit (args: string[], timeoutMs = 10_000): Promise<number | null> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: 'ignore' })
+    const env = { ...process.env }
+    delete env.NODE_OPTIONS
+    const child = spawn(process.execPath, args, { stdio: 'ignore', env })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
     child.once('close', (code) => { clearTimeout(timer); resolve(code) })
   })
@@ -835,7 +847,7 @@ t.test('the Dockerfile reader', async (t) => {
     '  CMD ["node", "-e", "1"]'
   ].join('\n'))
   t.same(ins.map((i) => [i.line, i.keyword]), [[2, 'FROM'], [3, 'RUN'], [7, 'COPY'], [8, 'CMD'], [9, 'ENTRYPOINT'], [10, 'CMD'], [11, 'HEALTHCHECK']])
-  t.equal(ins[1].args, 'a     && b', 'continuation lines are joined as BuildKit joins them')
+  t.equal(ins[1].args, 'a  && b', 'continuation lines are joined as BuildKit joins them')
   t.same(ins[2].flags, { from: 'deps', chown: '1000:1000' })
   t.same(ins[3].json, ['peer', '--listen', '/ip4/0.0.0.0/tcp/4001'], 'exec form')
   t.equal(ins[4].json, undefined, 'shell form')
@@ -851,8 +863,7 @@ t.test('the shell reader', async (t) => {
   t.same(shellCommands('A=1 npm ci --omit=dev \\\n && rm -rf "x y" node_modules/node'), [['A=1', 'npm', 'ci', '--omit=dev'], ['rm', '-rf', 'x y', 'node_modules/node']])
   t.same(shellCommands(`p=$(cat /a/*.addrs | grep '/tcp/' | paste -sd, -)\necho "x $p" >&2 # note\nexec node m.ts g "a b" --peers "$p"`), [
     ['p=$(cat /a/*.addrs | grep \'/tcp/\' | paste -sd, -)'],
-    ['echo', 'x $p', '>'],
-    ['2'],
+    ['echo', 'x $p', '>&2'],
     ['exec', 'node', 'm.ts', 'g', 'a b', '--peers', '$p']
   ])
 })
@@ -908,6 +919,9 @@ const dockerfiles = readdirSync(DOCKER).filter((f) => f.endsWith('.Dockerfile') 
 const images = new Map(dockerfiles.map((f) => [`docker/${f}`, loadImage(join(DOCKER, f))]))
 const ignoreRules = dockerignore(existsSync(join(ROOT, '.dockerignore')) ? readFileSync(join(ROOT, '.dockerignore'), 'utf8') : '')
 const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, unknown> }
+
+// the CLI's help for the commands the files use, fetched together (each run loads the whole CLI)
+for (const path of [[], ['peer'], ['generate']]) cliHelp(path).catch(() => {})
 
 t.test('the Docker files are there', async (t) => {
   for (const f of ['peer.Dockerfile', 'peer-cuda.Dockerfile', 'coordinator.Dockerfile', 'compose.yaml']) {
