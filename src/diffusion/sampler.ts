@@ -13,7 +13,7 @@ import type { PredictionType } from './prediction.ts'
 import { gaussian, gaussianInto } from './rng.ts'
 import type { Seed } from './rng.ts'
 import { logsnr, noiseLevel, timeGrid } from './schedule.ts'
-import type { AlphaSigma } from './schedule.ts'
+import type { AlphaSigma, NoiseLevel } from './schedule.ts'
 
 /**
  * DDIM step, η = 0 (deterministic): x_s = α_s·x̂0 + σ_s·ε̂. Without `epsHat`,
@@ -97,6 +97,12 @@ export interface SampleOptions {
    * `logsnr`, at step `step` (0-based). Must not modify `xs`.
    */
   predict: (xs: Float32Array[], logsnr: number, step: number) => Promise<Float32Array[]>
+  /**
+   * Rewrites x_t of every sample in place before each prediction (`final`
+   * false, at that step's level) and the result once at the end (`final`
+   * true): the hook for keeping known pixels (inpainting, image-to-video).
+   */
+  project?: (xs: Float32Array[], level: NoiseLevel, step: number, final: boolean) => void
   /** Dynamic thresholding of x̂0: true = percentile 0.995, a number = that percentile. */
   thresholding?: boolean | number
   /** Starting time in (0, 1] (default 1). Below 1 with `init`: SDEdit. */
@@ -162,6 +168,7 @@ export async function sample (options: SampleOptions): Promise<Float32Array[]> {
     const from = levels[step]
     const to = levels[step + 1]
     const last = step === steps - 1
+    options.project?.(xs, from, step, false)
     const outs = await predict(xs, from.logsnr, step)
     if (!Array.isArray(outs) || outs.length !== samples || outs.some(o => !(o instanceof Float32Array) || o.length !== n)) {
       throw bad(`predict must return ${samples} Float32Array of ${n} values at step ${step}`)
@@ -181,5 +188,6 @@ export async function sample (options: SampleOptions): Promise<Float32Array[]> {
     }
     options.onStep?.(step + 1, steps, { step: step + 1, xs })
   }
+  options.project?.(xs, levels[steps], steps, true)
   return xs
 }
