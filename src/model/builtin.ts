@@ -27,6 +27,8 @@ const WEIGHT_SEED = 1
 export interface BuildOptions {
   /** Frames to build for (default: the preset's); must be divisible by 2^(levels − 1). */
   frames?: number
+  /** The 7-channel variant ⟨noisy video, masked condition video, mask⟩ for image-to-video, inpainting and cinemagraphs. */
+  conditional?: boolean
 }
 
 /**
@@ -35,12 +37,12 @@ export interface BuildOptions {
  * the manifest.
  */
 export async function buildModelPackage (preset: string, dir: string, options: BuildOptions = {}): Promise<void> {
-  const config = validateStunetConfig({ ...getPreset(preset), ...(options.frames != null ? { frames: options.frames } : {}) })
+  const config = validateStunetConfig({ ...getPreset(preset), ...(options.frames != null ? { frames: options.frames } : {}), inChannels: options.conditional === true ? 7 : 3 })
   const shapeOnly = preset === 'paper'
   const ssr = getSsrPreset(preset)
   const manifest: Manifest = {
     format: 'lumiere-model/1',
-    name: preset,
+    name: options.conditional === true ? `${preset}-conditional` : preset,
     shapeOnly,
     base: { graph: BASE_FILE, frames: config.frames, height: config.height, width: config.width, inChannels: config.inChannels, levels: config.levels },
     text: { tokenizer: TOKENIZER_FILE, encoder: TEXT_ENCODER_FILE, length: config.textLength, dim: config.textDim },
@@ -66,13 +68,16 @@ export async function resolveModel (model: string, options: BuildOptions = {}): 
     if (options.frames != null && options.frames !== pkg.manifest.base.frames) {
       throw new LumiereError('BAD_ARGUMENT', `model ${model} generates exactly ${pkg.manifest.base.frames} frames; drop --frames or rebuild it with 'lumiere model build --frames ${options.frames}'`)
     }
+    if (options.conditional === true && pkg.manifest.base.inChannels !== 7) {
+      throw new LumiereError('BAD_ARGUMENT', `model ${model} is not conditional (it takes ${pkg.manifest.base.inChannels} input channels, not 7); build one with 'lumiere model build --conditional'`)
+    }
     return pkg
   }
   if (!(presetNames as readonly string[]).includes(model)) {
     throw new LumiereError('BAD_ARGUMENT', `unknown model '${model}': not a package folder, and not a preset (${presetNames.join(', ')})`)
   }
   const frames = options.frames ?? getPreset(model).frames
-  const dir = join(cacheRoot(), 'models', `${model}-f${frames}-v${BUILTIN_VERSION}`)
+  const dir = join(cacheRoot(), 'models', `${model}${options.conditional === true ? '-conditional' : ''}-f${frames}-v${BUILTIN_VERSION}`)
   if (!existsSync(join(dir, 'lumiere.json'))) await buildModelPackage(model, dir, options)
   return loadPackage(dir)
 }
