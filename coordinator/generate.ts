@@ -1,5 +1,8 @@
 import { LumiereError } from '../src/errors.ts'
+import { replaceKnown } from '../src/diffusion/known-region.ts'
 import { guidance } from '../src/diffusion/prediction.ts'
+import { modelInput } from '../src/media/conditions.ts'
+import { chooseApplication, isConditional, knownRegion, loadConditioning, loadInitVideo } from './applications.ts'
 import { sample } from '../src/diffusion/sampler.ts'
 import { resolveModel } from '../src/model/builtin.ts'
 import { buildDagProbed } from '../src/onnx/graph.ts'
@@ -10,13 +13,16 @@ import { deploy } from './deploy.ts'
 import { withMesh } from './mesh-session.ts'
 import { Scatter } from './scatter.ts'
 import { upscaleClips } from './upscale.ts'
+import type { Application, ApplicationInputs } from './applications.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
+import type { KnownRegion } from '../src/diffusion/known-region.ts'
+import type { Conditioning } from '../src/media/conditions.ts'
 import type { Plan } from './plan.ts'
 import type { ModelPackage } from '../src/model/package.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import type { WireFormat } from '../src/tensor/wire.ts'
 
-export interface GenerateOptions extends MeshOptions {
+export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   prompt: string
   negative?: string
   /** Built-in preset name or package folder. */
@@ -36,6 +42,8 @@ export interface GenerateOptions extends MeshOptions {
   ssrWeighting?: 'uniform' | 'tapered'
   /** Deadline for each forward pass over the mesh. */
   timeoutMs?: number
+  /** Keep the known region of image-to-video, inpainting and cinemagraphs at every step (default on for those). */
+  keepKnown?: boolean
   /** 'f16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 per element. */
   wire?: WireFormat
   onStep?: (progress: StepProgress) => void
@@ -72,6 +80,15 @@ interface Prompts {
   uncond: Tensor
 }
 
+/** What the user's media contribute to one run: the conditioning fed to a 7-channel model, the pixels kept, the SDEdit start. */
+interface Inputs {
+  app: Application
+  conditioning?: Conditioning
+  keep: boolean
+  init?: Float32Array
+  tStart?: number
+}
+
 /**
  * Text-to-video: encodes the prompts, runs the base STUNet pipelined over the
  * mesh, then the SSR on overlapping windows scattered over the same peers.
@@ -79,19 +96,43 @@ interface Prompts {
 export async function generate (options: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(options.steps) || options.steps < 1) throw new LumiereError('BAD_ARGUMENT', `--steps must be a whole number ≥ 1, got ${options.steps}`)
   if (!Number.isInteger(options.samples) || options.samples < 1) throw new LumiereError('BAD_ARGUMENT', `--samples must be a whole number ≥ 1, got ${options.samples}`)
-  const pkg = await resolveModel(options.model, { frames: options.frames })
+  const app = chooseApplication(options)
+  const pkg = await resolveModel(options.model, { frames: options.frames, conditional: isConditional(app) })
   if (pkg.manifest.shapeOnly) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} is shape-only (no weights): use it with 'lumiere plan', not generate`)
   const runSsr = options.ssr ?? pkg.manifest.ssr != null
   if (runSsr && pkg.manifest.ssr == null) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} has no SSR graph; use --no-ssr`)
+  const { base: b, ssr } = pkg.manifest
+  const outSize = runSsr && ssr != null ? { frames: b.frames, height: ssr.height, width: ssr.width } : { frames: b.frames, height: b.height, width: b.width }
+  if (app === 'video-to-video' && options.strength === 0) {
+    // Strength 0 adds no noise, so there is nothing to denoise: the answer is the input, at the output size.
+    return identity(await loadInitVideo(options, outSize, options.signal), outSize, options.samples, pkg)
+  }
+  const inputs = await loadInputs(app, pkg, options, { frames: b.frames, height: b.height, width: b.width })
   const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
 
   return withMesh(options, async (mesh) => {
     const started = performance.now()
-    const base = await runBase(mesh, pkg, prompts, options, started)
+    const base = await runBase(mesh, pkg, prompts, inputs, options, started)
     if (!runSsr) return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
-    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, options, started)
+    const known = inputs.keep ? knownRegion(await loadConditioning(app, options, outSize, options.signal)) : undefined
+    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started)
     return { ...base, video, ssrWindows: windows, seconds: (performance.now() - started) / 1000 }
   })
+}
+
+async function loadInputs (app: Application, pkg: ModelPackage, options: GenerateOptions, size: { frames: number, height: number, width: number }): Promise<Inputs> {
+  const conditioning = pkg.manifest.base.conditional ? await loadConditioning(app, options, size, options.signal) : undefined
+  const keep = isConditional(app) && options.keepKnown !== false
+  if (app !== 'video-to-video') return { app, conditioning, keep }
+  // Strength 1 starts from pure noise: the result does not depend on the input at all.
+  if (options.strength === 1) return { app, conditioning, keep }
+  return { app, conditioning, keep, init: await loadInitVideo(options, size, options.signal), tStart: options.strength }
+}
+
+/** The result of a run that needs no sampling. */
+function identity (clip: Float32Array, size: { frames: number, height: number, width: number }, samples: number, pkg: ModelPackage): GenerateResult {
+  const video = stack(Array.from({ length: samples }, () => clip), [3, size.frames, size.height, size.width])
+  return { video, base: video, fps: pkg.manifest.fps, plan: { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }, seconds: 0, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
 async function encodePrompts (pkg: ModelPackage, prompt: string, negative: string, warn?: (m: string) => void): Promise<Prompts> {
@@ -109,7 +150,7 @@ async function encodePrompts (pkg: ModelPackage, prompt: string, negative: strin
 }
 
 /** The base STUNet as a pipeline; each sample's two guidance branches are micro-batches in flight together. */
-async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, options: GenerateOptions, started: number): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
+async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
   const { base } = pkg.manifest
   const model = loadModel(pkg.path(base.graph))
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
@@ -118,9 +159,12 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
   try {
     const phaseStart = performance.now()
     let forwardPasses = 0
+    const { conditioning } = inputs
+    const known = inputs.keep && conditioning != null ? knownRegion(conditioning) : undefined
     const forward = async (x: Float32Array, logsnr: number, text: Tensor): Promise<Float32Array> => {
       forwardPasses++
-      const out = await pipeline.run({ x: f32(x, [1, ...shape]), logsnr: f32(Float32Array.of(logsnr), [1]), text }, { signal: options.signal, timeoutMs: options.timeoutMs })
+      const input = conditioning == null ? f32(x, [1, ...shape]) : clipTensor(modelInput({ data: x, shape }, conditioning.condition, conditioning.mask))
+      const out = await pipeline.run({ x: input, logsnr: f32(Float32Array.of(logsnr), [1]), text }, { signal: options.signal, timeoutMs: options.timeoutMs })
       return view(out.v) as Float32Array
     }
     const utilisation = async (): Promise<number[]> => {
@@ -136,6 +180,9 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
       prediction: pkg.manifest.prediction,
       thresholding: options.thresholding,
       signal: options.signal,
+      init: inputs.init == null ? undefined : Array.from({ length: options.samples }, () => inputs.init as Float32Array),
+      tStart: inputs.tStart,
+      project: known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, known, level, options.seed, step, b, final) },
       predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
         if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
         const [vc, vu] = await Promise.all([forward(x, logsnr, prompts.cond), forward(x, logsnr, prompts.uncond)])
@@ -154,7 +201,7 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
 }
 
 /** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
-async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, options: GenerateOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
+async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: GenerateOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
   const ssr = pkg.manifest.ssr
   if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
   const model = loadModel(pkg.path(ssr.graph))
@@ -183,6 +230,7 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
       prediction: pkg.manifest.prediction,
       thresholding: options.thresholding,
       runWindows: async (tasks) => scatter.run(tasks),
+      known,
       signal: options.signal,
       onStep: (step, steps) => { options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started }) }
     })
@@ -190,6 +238,10 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
   } finally {
     await scatter.close()
   }
+}
+
+function clipTensor (clip: { data: Float32Array, shape: readonly number[] }): Tensor {
+  return f32(clip.data, [...clip.shape])
 }
 
 function f32 (a: Float32Array, shape: number[]): Tensor {

@@ -1,9 +1,11 @@
+import { replaceKnown } from '../src/diffusion/known-region.ts'
 import { guidance } from '../src/diffusion/prediction.ts'
 import { sample } from '../src/diffusion/sampler.ts'
 import { concatChannels, noiseAugment, upsample } from '../src/ssr/condition.ts'
 import { frameWeights, fuse, sliceWindow } from '../src/ssr/multidiffusion.ts'
 import { planWindows } from '../src/ssr/windows.ts'
 import { view } from '../src/tensor/tensor.ts'
+import type { KnownRegion } from '../src/diffusion/known-region.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 
 /** Runs window forward passes (inputs → outputs), anywhere: over the mesh or in this process. */
@@ -31,6 +33,8 @@ export interface UpscaleOptions {
   prediction: 'v' | 'eps'
   thresholding?: boolean
   runWindows: RunWindows
+  /** Pixels to keep (inpainting, image-to-video), at the output size. */
+  known?: KnownRegion
   signal?: AbortSignal
   onStep?: (step: number, steps: number) => void
 }
@@ -63,6 +67,7 @@ export async function upscaleClips (o: UpscaleOptions): Promise<Float32Array[]> 
     thresholding: o.thresholding,
     signal: o.signal,
     onStep: o.onStep,
+    project: o.known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, o.known as KnownRegion, level, o.seed, step, b, final) },
     predict: async (xs, logsnr) => {
       const tasks: Array<Record<string, Tensor>> = []
       xs.forEach((x, b) => {

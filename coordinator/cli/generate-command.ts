@@ -28,6 +28,12 @@ interface GenerateFlags {
   timeout: number
   ssr: boolean
   wire: 'f32' | 'f16'
+  image?: string
+  video?: string
+  mask?: string
+  cinemagraph?: boolean
+  strength?: number
+  keepKnown: boolean
   ssrWindow?: number
   ssrStride?: number
   quiet?: boolean
@@ -36,7 +42,7 @@ interface GenerateFlags {
 
 export function generateCommand (): Command {
   return new Command('generate')
-    .description('text-to-video: sample a clip with the base STUNet pipelined over the mesh')
+    .description('generate a video: text-to-video, image-to-video (--image), inpainting (--video --mask), cinemagraphs (--image --mask --cinemagraph) or video-to-video (--video --strength); base STUNet pipelined over the mesh, then SSR windows scattered over it')
     .argument('<prompt>', 'what the video shows')
     .option('--negative <prompt>', 'negative prompt (the unconditional branch of guidance)', '')
     .option('--model <dir|preset>', 'model package folder, or a built-in preset: tiny, small (built on first use)', 'tiny')
@@ -53,6 +59,12 @@ export function generateCommand (): Command {
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .option('--out <file>', 'video file: .mp4 (H.264), .gif, or a folder for PNG frames; -sampleN is added per sample when --samples > 1')
     .option('--tensor <file.safetensors>', 'also write the clip as tensor "video", float32 [B, 3, T, H, W] in [−1, 1]')
+    .option('--image <file>', 'image-to-video: the image (PNG, JPEG) becomes frame 0; fitted by scaling to cover the frame, then centre-cropping')
+    .option('--video <file>', 'the input video (MP4, GIF, PNG folder, safetensors) for inpainting (--mask) or video-to-video (--strength); fitted to the model\'s frames by even sampling or repeating the last frame')
+    .option('--mask <file.png>', 'white = the region to generate (luma ≥ 128), black = keep')
+    .option('--cinemagraph', 'with --image and --mask: animate only the masked region')
+    .option('--strength <s>', 'video-to-video (SDEdit): noise the input to level s in [0, 1] and denoise from there; 0 returns the input, 1 ignores it', nonNegativeNumber('--strength'))
+    .option('--no-keep-known', 'do not replace the known region with the input at every step (image-to-video, inpainting, cinemagraphs)')
     .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact) or f16 (half the bytes, relative error ≤ 2^-11 per element)').choices(['f32', 'f16']).default('f32'))
     .option('--no-ssr', 'skip the spatial super-resolution (output at the base model\'s size)')
     .option('--ssr-window <frames>', 'SSR window length (default: the model\'s)', positiveInt('--ssr-window'))
@@ -96,6 +108,12 @@ export function generateCommand (): Command {
         timeoutMs: opts.timeout * 1000,
         ssr: opts.ssr ? undefined : false,
         wire: opts.wire,
+        image: opts.image,
+        video: opts.video,
+        mask: opts.mask,
+        cinemagraph: opts.cinemagraph,
+        strength: opts.strength,
+        keepKnown: opts.keepKnown,
         ssrWindow: opts.ssrWindow,
         ssrStride: opts.ssrStride,
         onStep: (p) => {

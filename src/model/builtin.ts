@@ -44,7 +44,7 @@ export async function buildModelPackage (preset: string, dir: string, options: B
     format: 'lumiere-model/1',
     name: options.conditional === true ? `${preset}-conditional` : preset,
     shapeOnly,
-    base: { graph: BASE_FILE, frames: config.frames, height: config.height, width: config.width, inChannels: config.inChannels, levels: config.levels },
+    base: { graph: BASE_FILE, frames: config.frames, height: config.height, width: config.width, inChannels: config.inChannels, conditional: config.inChannels === 7, levels: config.levels },
     text: { tokenizer: TOKENIZER_FILE, encoder: TEXT_ENCODER_FILE, length: config.textLength, dim: config.textDim },
     ssr: { graph: SSR_FILE, height: ssr.height, width: ssr.width, scale: ssr.scale, window: ssr.window, stride: ssr.window / 2, augLogsnr: AUG_LOGSNR },
     fps: FPS[preset] ?? 8,

@@ -24,9 +24,11 @@ const manifestSchema = z.strictObject({
     width: positive,
     /** 3: noisy video only; 7: noisy video, masked condition video, mask. */
     inChannels: z.union([z.literal(3), z.literal(7)]),
+    /** Takes a condition video and mask (image-to-video, inpainting, cinemagraphs): exactly when inChannels is 7. */
+    conditional: z.boolean().default(false),
     /** Temporal levels: frames must be divisible by 2^(levels − 1). */
     levels: positive
-  }),
+  }).refine((b) => b.conditional === (b.inChannels === 7), { message: 'conditional must be true exactly when inChannels is 7', path: ['conditional'] }),
   text: z.strictObject({
     tokenizer: packageFile,
     encoder: packageFile,
