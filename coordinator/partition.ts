@@ -71,11 +71,15 @@ import type { FoldSearch } from './fold.ts'
  * Loop body's own initializers).
  */
 
+export type Placement = 'contiguous' | 'folded' | 'auto'
+
 export interface PartitionOptions {
-  /** K, the number of pipeline stages (>= 1, <= peers.length). */
+  /** K, the number of peers used (>= 1, <= peers.length): K contiguous stages, or up to 2K - 1 folded ones. */
   stages: number
   /** Relative slack on the best bottleneck within which fewer wire bytes win. Default 0.1. */
   balance?: number
+  /** Default 'contiguous' (see the header). */
+  placement?: Placement
 }
 
 export const DEFAULT_BALANCE = 0.1
@@ -659,13 +663,15 @@ function memoryMatchedOrder (m: Model, c: number[], subset: PeerCapacity[], stat
 /** Caps the pairwise-swap rescue (DP runs) when no candidate order fits memory. */
 const MAX_RESCUE_RUNS = 200
 
-function checkArguments (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): { K: number, balance: number } {
+function checkArguments (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): { K: number, balance: number, placement: Placement } {
   if (dag === null || typeof dag !== 'object' || !Array.isArray(dag.nodes) || !(dag.values instanceof Map)) bad('partition: not a Dag')
   if (!Array.isArray(peers)) bad('partition: peers must be an array')
   const K = options?.stages
   if (typeof K !== 'number' || !Number.isInteger(K) || K < 1) bad(`the number of stages must be an integer >= 1, got ${String(K)}`)
   const balance = options.balance ?? DEFAULT_BALANCE
   if (typeof balance !== 'number' || !Number.isFinite(balance) || balance < 0) bad(`balance must be a finite number >= 0, got ${String(balance)}`)
+  const placement = options.placement ?? 'contiguous'
+  if (placement !== 'contiguous' && placement !== 'folded' && placement !== 'auto') bad(`placement must be 'contiguous', 'folded' or 'auto', got ${String(placement)}`)
   const ids = new Set<string>()
   for (const p of peers) {
     if (typeof p?.id !== 'string' || p.id === '') bad('every peer needs a non-empty id')
@@ -673,18 +679,41 @@ function checkArguments (dag: Dag, peers: PeerCapacity[], options: PartitionOpti
     ids.add(p.id)
     if (typeof p.speed !== 'number' || !Number.isFinite(p.speed) || p.speed <= 0) bad(`peer ${p.id}: speed must be a finite number > 0, got ${String(p.speed)}`)
     if (typeof p.memoryBytes !== 'number' || Number.isNaN(p.memoryBytes) || p.memoryBytes < 0) bad(`peer ${p.id}: memoryBytes must be a number >= 0, got ${String(p.memoryBytes)}`)
+    if (p.links !== undefined) {
+      if (p.links === null || typeof p.links !== 'object') bad(`peer ${p.id}: links must be an object keyed by peer id`)
+      for (const [to, l] of Object.entries(p.links)) {
+        if (typeof l?.bandwidth !== 'number' || !(l.bandwidth > 0) || l.bandwidth === Infinity) bad(`peer ${p.id}: link to ${to}: bandwidth must be a finite number > 0 (bytes/s), got ${String(l?.bandwidth)}`)
+        if (typeof l.latency !== 'number' || !Number.isFinite(l.latency) || l.latency < 0) bad(`peer ${p.id}: link to ${to}: latency must be a finite number >= 0 (seconds), got ${String(l.latency)}`)
+      }
+    }
   }
-  return { K, balance }
+  return { K, balance, placement }
 }
 
 /**
- * Cuts `dag` into `options.stages` contiguous pipeline stages on distinct
- * peers. See the header for the objective, the peer-assignment rule and the
- * estimates. Throws LumiereError BAD_ARGUMENT for bad arguments and
+ * Plans `dag` over `peers` with K = `options.stages` peers: contiguous
+ * stages (one per peer), folded stages (two per peer, coordinator/fold.ts),
+ * or 'auto', whichever is better by the header's rule. Default
+ * 'contiguous'. See the header for the objective, the peer-assignment rule
+ * and the estimates. Throws LumiereError BAD_ARGUMENT for bad arguments and
  * PLAN_IMPOSSIBLE when too few peers or nodes, or when nothing fits memory.
  */
 export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): Plan {
-  const { K, balance } = checkArguments(dag, peers, options)
+  return partitionAll(dag, peers, options).chosen
+}
+
+export interface Partitions {
+  /** The best contiguous plan; null only when none fits memory and the placement is not 'contiguous'. */
+  contiguous: Plan | null
+  /** The best folded plan (null for placement 'contiguous', or when none fits). With nothing to gain from folding it may be contiguous itself (placement 'contiguous'). */
+  folded: Plan | null
+  /** The plan for options.placement: what partition() returns. */
+  chosen: Plan
+}
+
+/** Like partition, returning the contiguous and the folded plan too (both searched unless placement is 'contiguous'). */
+export function partitionAll (dag: Dag, peers: PeerCapacity[], options: PartitionOptions): Partitions {
+  const { K, balance, placement } = checkArguments(dag, peers, options)
   const m = analyse(dag)
   if (K > Math.max(m.n, 1)) {
     impossible(`cannot cut the model into ${K} stages: it has only ${m.n} assignable (non-duplicable) node${m.n === 1 ? '' : 's'}; plan at most ${Math.max(m.n, 1)} stage${m.n > 1 ? 's' : ''}`)
@@ -692,8 +721,60 @@ export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOp
   if (peers.length < K) {
     impossible(`${K} stages need ${K} peers (each stage runs on its own peer), but only ${peers.length} ${peers.length === 1 ? 'is' : 'are'} available: add ${K - peers.length} more or plan fewer stages`)
   }
-  const c = cutCandidates(m, K)
   const state = new RangeState(m, dag.nodes.length)
+  let contiguous: Contiguous | null = null
+  let failure: unknown = null
+  try {
+    contiguous = contiguousSearch(dag, m, state, peers, K, balance)
+  } catch (err) {
+    if (placement === 'contiguous' || !(err instanceof LumiereError) || err.code !== 'PLAN_IMPOSSIBLE') throw err
+    failure = err
+  }
+  if (placement === 'contiguous') {
+    const plan = (contiguous as Contiguous).plan
+    return { contiguous: plan, folded: null, chosen: plan }
+  }
+  const orders = contiguous?.orders ?? candidateOrders(peers, K).orders.list
+  const folded = foldedPlan(dag, m, state, peers, K, balance, orders, contiguous)
+  if (folded === null && contiguous === null) throw failure
+  if (placement === 'folded') {
+    if (folded === null) impossible(`no folded placement of the model on ${K} peers fits the peers' memory; plan contiguous stages or use peers with more memory`)
+    return { contiguous: contiguous?.plan ?? null, folded, chosen: folded }
+  }
+  return { contiguous: contiguous?.plan ?? null, folded, chosen: pickAuto(contiguous?.plan ?? null, folded, balance) }
+}
+
+/**
+ * 'auto': the header's rule applied to the two finished plans: among those
+ * whose bottleneck (planBottleneck, exact) is within (1 + balance) of the
+ * better one's, the fewest wire bytes; ties go to the lower bottleneck, then
+ * to the contiguous plan.
+ */
+function pickAuto (c: Plan | null, f: Plan | null, balance: number): Plan {
+  if (c === null) return f as Plan
+  if (f === null) return c
+  const bc = planBottleneck(c)
+  const bf = planBottleneck(f)
+  const limit = Math.min(bc, bf) * (1 + balance) * (1 + EPS)
+  if (bf > limit) return c
+  if (bc > limit) return f
+  if (f.totals.wireBytes < c.totals.wireBytes || (f.totals.wireBytes === c.totals.wireBytes && bf < bc)) return f
+  return c
+}
+
+interface Contiguous {
+  plan: Plan
+  /** Best bottleneck of the search (its time model, see the header): B*. */
+  bottleneck: number
+  /** Cut positions of the chosen plan, 0 .. P. */
+  cuts: number[]
+  /** The candidate peer orders searched. */
+  orders: PeerCapacity[][]
+}
+
+/** The contiguous planner (the header's rule). Throws PLAN_IMPOSSIBLE when nothing fits. */
+function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, balance: number): Contiguous {
+  const c = cutCandidates(m, K)
   const { orders: set, subsets } = candidateOrders(peers, K)
   for (const subset of subsets) {
     const o = memoryMatchedOrder(m, c, subset, state)
@@ -737,7 +818,57 @@ export function partition (dag: Dag, peers: PeerCapacity[], options: PartitionOp
   })
   const pick = chosen as { r: Search, order: PeerCapacity[] } | null
   if (pick === null) throw new LumiereError('INTERNAL', 'partition: no plan chosen')
-  return buildPlan(dag, m, pick.r.cuts.map(u => c[u]), pick.order)
+  const cuts = pick.r.cuts.map(u => c[u])
+  const segments: Segment[] = []
+  for (let k = 0; k < K; k++) segments.push({ start: cuts[k], end: cuts[k + 1], slot: k })
+  const order = assignPeers(m, state, segments, pick.order, peers)
+  return { plan: buildPlan(dag, m, segments, order, 'contiguous'), bottleneck: bestB, cuts, orders }
+}
+
+/** Coarse cut candidates of the folded search: at least this many, and 6 per peer. */
+const FOLD_CANDIDATES = 64
+
+/**
+ * The folded planner (coordinator/fold.ts): the same rule over folded
+ * placements, with the balance reference B = min(B* contiguous, B* folded).
+ * Null when no folded placement fits memory.
+ */
+function foldedPlan (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, balance: number,
+  orders: PeerCapacity[][], contiguous: Contiguous | null): Plan | null {
+  if (K === 1) return contiguous?.plan ?? null
+  const tables = new FoldTables(m, state)
+  const coarse = foldCandidates(m, Math.max(FOLD_CANDIDATES, 6 * K))
+  if (contiguous !== null) coarse.push(...contiguous.cuts)
+  const Bc = contiguous?.bottleneck ?? Infinity
+  const bound0 = Bc === Infinity ? Infinity : Bc * (1 + balance) + Bc * EPS
+  const terms = orders.map(o => ({ a: linkTerms(o), b: linkTerms(o, k => k + 1) }))
+  // Phase 1: the best folded bottleneck per order (only below bound0 matters).
+  const fastest = orders.map((o, i) => foldedSearch(tables, o, terms[i], 'time', bound0, coarse))
+  let Bf = Infinity
+  for (const r of fastest) if (r !== null && r.bottleneck < Bf) Bf = r.bottleneck
+  if (Bf === Infinity) return null
+  const B = Math.min(Bc, Bf)
+  const bound = B * (1 + balance) + B * EPS
+  // Phase 2: the fewest wire bytes within the bound.
+  let chosen: { r: FoldSearch, order: PeerCapacity[] } | null = null
+  orders.forEach((order, i) => {
+    const r0 = fastest[i]
+    if (r0 === null || r0.bottleneck > bound) return
+    const r = foldedSearch(tables, order, terms[i], 'wire', bound, [...coarse, ...r0.cuts]) ?? r0
+    if (chosen === null || r.wire < chosen.r.wire || (r.wire === chosen.r.wire && r.bottleneck < chosen.r.bottleneck)) chosen = { r, order }
+  })
+  const pick = chosen as { r: FoldSearch, order: PeerCapacity[] } | null
+  if (pick === null) return null
+  const c = pick.r.cuts
+  const segments: Segment[] = []
+  for (let i = 0; i < 2 * K - 1; i++) {
+    if (c[i] < c[i + 1]) segments.push({ start: c[i], end: c[i + 1], slot: i < K ? i : 2 * K - 2 - i })
+  }
+  const slots = new Set<number>()
+  let folded = false
+  for (const s of segments) { if (slots.has(s.slot)) folded = true; slots.add(s.slot) }
+  const order = assignPeers(m, state, segments, pick.order, peers)
+  return buildPlan(dag, m, segments, order, folded ? 'folded' : 'contiguous')
 }
 
 /** Throws PLAN_IMPOSSIBLE explaining which stage needs how much memory. */
@@ -765,7 +896,7 @@ function memoryFailure (dag: Dag, m: Model, c: number[], peers: PeerCapacity[], 
   // Otherwise show the balanced plan, ignoring memory, on the most-memory order.
   const parts: string[] = []
   {
-    const plan = buildPlan(dag, m, r.cuts.map(u => c[u]), order)
+    const plan = buildPlan(dag, m, contiguousSegments(r.cuts.map(u => c[u])), order, 'contiguous')
     for (const s of plan.stages) {
       const need = s.paramBytes + s.peakActivationBytes
       const peer = order[s.index]
@@ -794,25 +925,174 @@ function fmtBytes (b: number): string {
   return u === 0 ? `${x} B` : `${x.toFixed(x >= 100 ? 0 : x >= 10 ? 1 : 2)} ${units[u]}`
 }
 
-/** The Plan for cut positions bounds[0] = 0 < ... < bounds[K] = P on peers `order`. */
-function buildPlan (dag: Dag, m: Model, bounds: number[], order: PeerCapacity[]): Plan {
+/** One stage of a plan: positions [start, end) on the peer of `slot` (an index into the peer order). */
+export interface Segment {
+  start: number
+  end: number
+  slot: number
+}
+
+function contiguousSegments (bounds: number[]): Segment[] {
+  const segments: Segment[] = []
+  for (let k = 0; k + 1 < bounds.length; k++) segments.push({ start: bounds[k], end: bounds[k + 1], slot: k })
+  return segments
+}
+
+/**
+ * What the peer assignment needs of a plan's stages: flops, memory need,
+ * slot, and the activation bytes each stage receives from each other stage
+ * (one message per producing stage and forward pass).
+ */
+interface Skeleton {
+  flops: number[]
+  need: number[]
+  slot: number[]
+  /** Per consuming stage: [producing stage, bytes] pairs. */
+  from: Array<Array<[number, number]>>
+}
+
+function skeleton (m: Model, state: RangeState, segments: Segment[]): Skeleton {
+  const stageOf = new Int32Array(m.P).fill(-1)
+  segments.forEach((g, s) => { for (let p = g.start; p < g.end; p++) stageOf[p] = s })
+  const flops: number[] = []
+  const need: number[] = []
+  const from: Array<Array<[number, number]>> = []
+  for (const g of segments) {
+    state.reset(g.start)
+    for (let p = g.start; p < g.end; p++) state.add(p, false)
+    need.push(state.params + state.peak)
+    flops.push(m.flopsPrefix[g.end] - m.flopsPrefix[g.start])
+    const bytes = new Map<number, number>()
+    const seen = new Set<number>()
+    for (let p = g.start; p < g.end; p++) {
+      for (const v of m.needs[p]) {
+        if (m.vProd[v] < 0 || m.vProd[v] >= g.start || seen.has(v)) continue
+        seen.add(v)
+        const q = stageOf[m.vProd[v]]
+        bytes.set(q, (bytes.get(q) ?? 0) + m.vBytes[v])
+      }
+    }
+    from.push([...bytes])
+  }
+  return { flops, need, slot: segments.map(g => g.slot), from }
+}
+
+/** Permutations of the chosen peers tried exhaustively up to this many slots (7! = 5040); beyond, swaps only. */
+const EXHAUSTIVE_SLOTS = 7
+
+/**
+ * With measured links, the order (slot -> peer) for fixed stages that
+ * minimises the exact bottleneck (planBottleneck: per peer, its stages'
+ * compute plus, per incoming boundary from another peer, bytes / bandwidth +
+ * latency), then the sum of peer times, subject to memory: every
+ * permutation of the chosen peers when there are at most EXHAUSTIVE_SLOTS
+ * slots, then swaps (of two slots, or of a slot with an unused peer) while
+ * they improve. This is what puts the smallest boundary on a slow link.
+ * Without links the search's own order stands (ties keep it).
+ */
+function assignPeers (m: Model, state: RangeState, segments: Segment[], order: PeerCapacity[], peers: PeerCapacity[]): PeerCapacity[] {
+  if (!peers.some(p => p.links !== undefined && Object.keys(p.links).length > 0)) return order
+  const sk = skeleton(m, state, segments)
   const K = order.length
+  const S = segments.length
+  const evaluate = (o: PeerCapacity[]): [number, number] | null => {
+    const time = new Float64Array(K)
+    const mem = new Float64Array(K)
+    for (let s = 0; s < S; s++) {
+      const j = sk.slot[s]
+      const peer = o[j]
+      mem[j] += sk.need[s]
+      let t = sk.flops[s] / peer.speed
+      for (const [q, bytes] of sk.from[s]) {
+        const i = sk.slot[q]
+        if (i !== j) t += transferSeconds(linkBetween(o[i], peer), bytes)
+      }
+      time[j] += t
+    }
+    let worst = 0
+    let sum = 0
+    for (let j = 0; j < K; j++) {
+      if (mem[j] > o[j].memoryBytes) return null
+      if (time[j] > worst) worst = time[j]
+      sum += time[j]
+    }
+    return [worst, sum]
+  }
+  const better = (a: [number, number], b: [number, number] | null): boolean =>
+    b === null || a[0] < b[0] * (1 - EPS) || (a[0] <= b[0] * (1 + EPS) && a[1] < b[1] * (1 - EPS))
+  let best = order
+  let bestScore = evaluate(order)
+  if (K <= EXHAUSTIVE_SLOTS) {
+    const perm = [...order]
+    const permute = (k: number): void => {
+      if (k === K) {
+        const score = evaluate(perm)
+        if (score !== null && better(score, bestScore)) { best = [...perm]; bestScore = score }
+        return
+      }
+      for (let i = k; i < K; i++) {
+        [perm[k], perm[i]] = [perm[i], perm[k]]
+        permute(k + 1);
+        [perm[k], perm[i]] = [perm[i], perm[k]]
+      }
+    }
+    permute(0)
+  }
+  for (let round = 0; round < 100; round++) {
+    let improved = false
+    const used = new Set(best.map(p => p.id))
+    const unused = peers.filter(p => !used.has(p.id))
+    for (let a = 0; a < K; a++) {
+      const tries: PeerCapacity[][] = []
+      for (let b = a + 1; b < K; b++) {
+        const o = [...best]
+        o[a] = best[b]
+        o[b] = best[a]
+        tries.push(o)
+      }
+      for (const u of unused) {
+        const o = [...best]
+        o[a] = u
+        tries.push(o)
+      }
+      for (const o of tries) {
+        const score = evaluate(o)
+        if (score !== null && better(score, bestScore)) { best = o; bestScore = score; improved = true; break }
+      }
+      if (improved) break
+    }
+    if (!improved) break
+  }
+  return best
+}
+
+/**
+ * The Plan for `segments` (non-empty, in position order, covering 0..P) on
+ * peers `order` (segment slot -> peer). Stage i is segment i.
+ */
+function buildPlan (dag: Dag, m: Model, segments: Segment[], order: PeerCapacity[], placement: 'contiguous' | 'folded'): Plan {
+  const K = segments.length
   const stageOf = new Int32Array(m.P)
-  for (let s = 0; s < K; s++) for (let p = bounds[s]; p < bounds[s + 1]; p++) stageOf[p] = s
+  segments.forEach((g, s) => { for (let p = g.start; p < g.end; p++) stageOf[p] = s })
+  const peerOf = (s: number): PeerCapacity => order[segments[s].slot]
   const state = new RangeState(m, dag.nodes.length)
   const stages: StagePlan[] = []
   const boundaryMap = new Map<string, Boundary>()
   const addBoundary = (from: number | 'input', to: number | 'output', name: string, bytes: number): void => {
     const key = `${from}>${to}`
     let b = boundaryMap.get(key)
-    if (b === undefined) { b = { from, to, names: [], bytes: 0 }; boundaryMap.set(key, b) }
+    if (b === undefined) {
+      b = { from, to, names: [], bytes: 0 }
+      if (typeof from === 'number' && typeof to === 'number' && peerOf(from).id === peerOf(to).id) b.local = true
+      boundaryMap.set(key, b)
+    }
     b.names.push(name)
     b.bytes += bytes
   }
 
   for (let s = 0; s < K; s++) {
-    const start = bounds[s]
-    const end = bounds[s + 1]
+    const start = segments[s].start
+    const end = segments[s].end
     state.reset(start)
     let flops = 0
     const nodeList: number[] = []
@@ -844,17 +1124,23 @@ function buildPlan (dag: Dag, m: Model, bounds: number[], order: PeerCapacity[])
         if (to.length > 0) outputs.push({ name: m.vName[v], to, bytes: m.vBytes[v] })
       }
     }
-    const speed = order[s].speed
+    const peer = peerOf(s)
+    // Transfer: one message per producing stage on another peer.
+    const fromStage = new Map<number, number>()
+    for (const x of inputs) if (x.from !== 'input' && peerOf(x.from).id !== peer.id) fromStage.set(x.from, (fromStage.get(x.from) ?? 0) + x.bytes)
+    let transfer = 0
+    for (const [q, bytes] of fromStage) transfer += transferSeconds(linkBetween(peerOf(q), peer), bytes)
     stages.push({
       index: s,
-      peer: order[s].id,
+      peer: peer.id,
       nodes: nodeList,
       flops,
       paramBytes: state.params,
       peakActivationBytes: state.peak,
       inputs,
       outputs,
-      estSeconds: flops / speed
+      estSeconds: flops / peer.speed + transfer,
+      transferSeconds: transfer
     })
   }
   // Boundaries in order: graph inputs first, then by producing stage; within, by consumer.
@@ -870,6 +1156,6 @@ function buildPlan (dag: Dag, m: Model, bounds: number[], order: PeerCapacity[])
   let paramBytes = 0
   let wireBytes = 0
   for (const s of stages) { flops += s.flops; paramBytes += s.paramBytes }
-  for (const b of boundaries) wireBytes += b.bytes
-  return { stages, route: stages.map(s => s.index), boundaries, totals: { flops, paramBytes, wireBytes } }
+  for (const b of boundaries) if (b.local !== true) wireBytes += b.bytes
+  return { placement, stages, route: stages.map(s => s.index), boundaries, totals: { flops, paramBytes, wireBytes } }
 }

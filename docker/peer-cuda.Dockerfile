@@ -60,7 +60,9 @@ RUN mkdir -p /data/stages /addrs && chown -R node:node /data /addrs
 USER node
 VOLUME ["/data"]
 EXPOSE 4001/tcp 4002/udp
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+# Healthy once the TCP listener accepts a connection (see docker/peer.Dockerfile);
+# loading the CUDA EP takes longer, hence the longer start period.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "-e", "const s = require('node:net').connect(4001, '127.0.0.1'); s.setTimeout(3000, () => process.exit(1)); s.on('connect', () => { s.destroy(); process.exit(0) }); s.on('error', () => process.exit(1))"]
 ENTRYPOINT ["node", "coordinator/cli/main.ts"]
 # cuda,cpu: CUDA first; a peer whose CUDA EP does not load (no GPU passed in,

@@ -51,10 +51,11 @@ COPY coordinator ./coordinator
 RUN mkdir -p /data/stages /addrs && chown -R node:node /data /addrs
 USER node
 VOLUME ["/data"]
-EXPOSE 4001/tcp 4003/udp
-# Healthy once the TCP listener accepts a connection (the peer opens it after
-# loading onnxruntime and measuring its speed).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+EXPOSE 4001/tcp 4002/udp
+# Healthy once the TCP listener accepts a connection: the peer opens it after
+# onnxruntime has loaded its execution providers, and writes its addr file
+# moments later (after a few-millisecond speed measurement).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "const s = require('node:net').connect(4001, '127.0.0.1'); s.setTimeout(3000, () => process.exit(1)); s.on('connect', () => { s.destroy(); process.exit(0) }); s.on('error', () => process.exit(1))"]
 ENTRYPOINT ["node", "coordinator/cli/main.ts"]
 CMD ["peer", "--listen", "/ip4/0.0.0.0/tcp/4001", "--listen", "/ip4/0.0.0.0/udp/4002/webrtc-direct", "--addr-file", "/data/peer.addrs", "--cache", "/data/stages", "--ep", "cpu"]

@@ -69,7 +69,7 @@ export interface DecodeOptions {
   what: string
   /** Decode only the first frame. */
   firstOnly?: boolean
-  /** Decode every frame at 1×1 (to count frames cheaply in memory). */
+  /** Decode every frame at 1×1 (to count frames cheaply in memory; ffmpeg only). */
   countOnly?: boolean
   signal?: AbortSignal
 }
@@ -112,7 +112,8 @@ export async function checkInputFile (path: unknown, what: string): Promise<Stat
 }
 
 async function hasPngSignature (path: string): Promise<boolean> {
-  const fh = await open(path, 'r')
+  const fh = await open(path, 'r').catch(() => null)
+  if (fh == null) return false
   try {
     const head = new Uint8Array(8)
     const { bytesRead } = await fh.read(head, 0, 8, 0)
@@ -290,6 +291,6 @@ async function decodePng (path: string, options: DecodeOptions, onFrame: FrameHa
     rgb[3 * i + 2] = data[4 * i + 2]
   }
   if (options.signal?.aborted === true) throw abortedError(options.signal, path)
-  onFrame({ rgb: options.countOnly === true ? rgb.subarray(0, 3) : rgb, width: options.countOnly === true ? 1 : width, height: options.countOnly === true ? 1 : height, index: 0 })
+  onFrame({ rgb, width, height, index: 0 })
   return 1
 }
