@@ -120,6 +120,45 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
   })
 }
 
+export interface UpscaleVideoOptions extends MeshOptions {
+  /** The low-res video (MP4, GIF, PNG folder, safetensors), fitted to the SSR's input size and `frames`. */
+  video: string
+  prompt: string
+  negative?: string
+  model: string
+  /** Frames to upscale (default: the model's base frame count); at least the SSR window. */
+  frames?: number
+  steps: number
+  guidance: number
+  seed: number
+  sampler?: 'ddim' | 'ancestral'
+  thresholding?: boolean
+  ssrWindow?: number
+  ssrStride?: number
+  ssrWeighting?: 'uniform' | 'tapered'
+  timeoutMs?: number
+  wire?: WireFormat
+  onStep?: (progress: StepProgress) => void
+  onWarning?: (message: string) => void
+}
+
+/** The SSR alone: upscales a user's video on windows scattered over the mesh. */
+export async function upscaleVideo (options: UpscaleVideoOptions): Promise<{ video: Tensor, fps: number, seconds: number, ssrWindows: Record<string, number> }> {
+  const pkg = await resolveModel(options.model)
+  const ssr = pkg.manifest.ssr
+  if (ssr == null) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} has no SSR graph to upscale with`)
+  if (pkg.manifest.shapeOnly) throw new LumiereError('BAD_ARGUMENT', `model ${pkg.manifest.name} is shape-only (no weights)`)
+  const frames = options.frames ?? pkg.manifest.base.frames
+  const low = await loadInitVideo({ video: options.video }, { frames, height: ssr.height / ssr.scale, width: ssr.width / ssr.scale }, options.signal)
+  const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
+  return withMesh(options, async (mesh) => {
+    const started = performance.now()
+    const opts = { ...options, samples: 1 }
+    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, f32(low, [1, 3, frames, ssr.height / ssr.scale, ssr.width / ssr.scale]), undefined, opts, started)
+    return { video, fps: pkg.manifest.fps, seconds: (performance.now() - started) / 1000, ssrWindows: windows }
+  })
+}
+
 async function loadInputs (app: Application, pkg: ModelPackage, options: GenerateOptions, size: { frames: number, height: number, width: number }): Promise<Inputs> {
   const conditioning = pkg.manifest.base.conditional ? await loadConditioning(app, options, size, options.signal) : undefined
   const keep = isConditional(app) && options.keepKnown !== false
@@ -201,7 +240,9 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
 }
 
 /** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
-async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: GenerateOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
+type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep'>
+
+async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
   const ssr = pkg.manifest.ssr
   if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
   const model = loadModel(pkg.path(ssr.graph))

@@ -3,6 +3,7 @@ import { isLumiereError } from '../../src/errors.ts'
 import { generateCommand } from './generate-command.ts'
 import { inferCommand } from './infer-command.ts'
 import { modelCommand } from './model-command.ts'
+import { upscaleCommand } from './upscale-command.ts'
 import { peerCommand } from './peer-command.ts'
 import { planCommand } from './plan-command.ts'
 
@@ -15,6 +16,7 @@ program.addCommand(peerCommand())
 program.addCommand(planCommand())
 program.addCommand(inferCommand())
 program.addCommand(generateCommand())
+program.addCommand(upscaleCommand())
 program.addCommand(modelCommand())
 
 try {
