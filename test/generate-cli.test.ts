@@ -1,7 +1,7 @@
 // `lumiere generate` as a user runs it: a video file and tensor written,
 // a JSON summary, and a clear one-line error for each mistake, raised
 // before any sampling work.
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,7 +23,7 @@ t.test('generates an MP4 and the tensor, with a JSON summary', async (t) => {
   t.equal(summary.steps, 2)
   t.ok(existsSync(out), 'the MP4 exists')
   const { tensors } = await readSafetensors(tensor)
-  t.same(tensors.video.shape, [1, 3, 16, 32, 32], 'tensor "video" is float32 [B, 3, T, H, W]')
+  t.same(tensors.video.shape, [1, 3, 16, 128, 128], 'tensor "video" is float32 [B, 3, T, H, W], upscaled by the SSR')
   t.equal(tensors.video.dtype, 'F32')
 })
 
@@ -34,7 +34,14 @@ t.test('a prompt longer than the text encoder takes is truncated with a warning'
   t.match(r.stderr, /^warning: the prompt is longer than the text encoder's \d+ tokens; it was truncated$/m)
 })
 
+const corrupt = join(dir, 'corrupt.png')
+writeFileSync(corrupt, 'not a picture at all')
+
 const mistakes: Array<[string, string[], string]> = [
+  ['missing input image', ['--image', join(dir, 'nope.png')], 'error \\[FILE_NOT_FOUND\\]'],
+  ['unreadable input image', ['--image', corrupt], 'error \\[BAD_ARGUMENT\\]: .*not an image'],
+  ['a mask without a video or --cinemagraph', ['--mask', corrupt], 'error \\[BAD_ARGUMENT\\]: --mask needs --video'],
+  ['strength outside [0, 1]', ['--video', corrupt, '--strength', '2'], 'error \\[BAD_ARGUMENT\\]: --strength must be in \\[0, 1\\]'],
   ['unknown preset', ['--model', 'huge'], 'error \\[BAD_ARGUMENT\\]: unknown model'],
   ['frames not divisible by 2^(levels−1)', ['--frames', '10'], 'error \\[BAD_ARGUMENT\\]: STUNet config: frames = 10 must be divisible'],
   ['0 steps', ['--steps', '0'], '--steps must be a whole number'],

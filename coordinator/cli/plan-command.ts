@@ -1,18 +1,32 @@
+import { existsSync, statSync } from 'node:fs'
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { buildDagProbed } from '../../src/onnx/graph.ts'
+import { LumiereError } from '../../src/errors.ts'
+import { buildDag, buildDagProbed } from '../../src/onnx/graph.ts'
 import { loadModel } from '../../src/onnx/model-io.ts'
+import { loadPackage } from '../../src/model/package.ts'
+import { getPreset, presetNames } from '../../src/model/presets.ts'
+import { buildStunet } from '../../src/model/stunet.ts'
 import { graphInputs } from '../check-inputs.ts'
 import { Coordinator } from '../coordinator.ts'
 import { peerCapacity } from '../deploy.ts'
-import { partition } from '../partition.ts'
-import { formatPlan } from '../plan-format.ts'
-import { collect, list, positiveInt } from './options.ts'
-import type { PeerCapacity } from '../plan.ts'
+import { DEFAULT_BALANCE, partitionAll } from '../partition.ts'
+import { formatComparison, formatPlan } from '../plan-format.ts'
+import { parsePeersSpec, simulate } from '../simulate.ts'
+import { collect, list, nonNegativeNumber, positiveInt } from './options.ts'
+import type { Placement } from '../partition.ts'
+import type { LinkSpeed, PeerCapacity, Plan } from '../plan.ts'
+import type { Simulation } from '../simulate.ts'
+import type { ModelProto } from '../../src/onnx/proto.ts'
 
 interface PlanFlags {
   model: string
-  stages: number
+  stages?: number
   peers?: string[]
+  peersSpec?: string
+  placement: Placement
+  balance: number
+  simulate?: boolean
+  microBatches: number
   dim?: string[]
   json?: boolean
 }
@@ -32,20 +46,45 @@ function parseDims (pairs: string[]): Record<string, number> {
   return dims
 }
 
+/**
+ * The model to plan: an .onnx file, a model package folder (its base
+ * graph), or a built-in preset name. A preset's base graph is built in
+ * memory with shapes only (weights do not change a plan; the paper preset
+ * has none anyway), so planning never writes the package cache.
+ */
+async function loadPlanModel (name: string): Promise<{ model: ModelProto, shapeOnly: boolean }> {
+  if (existsSync(name)) {
+    if (!statSync(name).isDirectory()) return { model: loadModel(name), shapeOnly: false }
+    const pkg = await loadPackage(name)
+    return { model: loadModel(pkg.path(pkg.manifest.base.graph)), shapeOnly: pkg.manifest.shapeOnly }
+  }
+  if ((presetNames as readonly string[]).includes(name)) return { model: buildStunet(getPreset(name), { weights: 'none' }), shapeOnly: true }
+  throw new LumiereError('BAD_ARGUMENT', `unknown model '${name}': not an .onnx file, a model package folder, or a preset (${presetNames.join(', ')})`)
+}
+
 export function planCommand (): Command {
   return new Command('plan')
-    .description('show how a model would be cut into stages: nodes, FLOPs, parameters and bytes crossing each boundary')
-    .requiredOption('--model <file.onnx>', 'ONNX model')
-    .requiredOption('--stages <k>', 'number of stages', positiveInt('--stages'))
+    .description('show how a model would be cut into stages (contiguous and folded side by side): nodes, FLOPs, parameters and bytes on the wire; with --simulate, predicted seconds per denoising step')
+    .requiredOption('--model <model>', 'an ONNX file, a model package folder, or a preset (tiny, small, paper)')
+    .option('--stages <k>', 'number of peers to plan for (K contiguous stages, or up to 2K − 1 folded ones); default: every peer of --peers/--peers-spec', positiveInt('--stages'))
     .addOption(new Option('--peers <addr,...>', 'plan for these running peers (their free memory and measured speed); default: K equal peers of 1 TFLOP/s').argParser(list))
-    .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1)', collect)
-    .option('--json', 'print the plan as JSON')
+    .option('--peers-spec <spec>', 'plan for hypothetical peers: COUNTxFLOPS[@BITS[/LATENCY]][:MEMORY], comma-separated groups, e.g. 8x300T@1G or 32x80T@100M/2ms:80GiB (FLOP/s; link in bit/s)')
+    .addOption(new Option('--placement <p>', 'which plan is chosen (both are shown)').choices(['auto', 'contiguous', 'folded']).default('auto'))
+    .option('--balance <x>', 'relative slack on the best bottleneck within which fewer wire bytes win', nonNegativeNumber('--balance'), DEFAULT_BALANCE)
+    .option('--simulate', 'predict seconds per denoising step for both plans (coordinator/simulate.ts)')
+    .option('--micro-batches <m>', 'forward passes per denoising step in the wire and simulation figures', positiveInt('--micro-batches'), 2)
+    .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1, e.g. --dim batch=2)', collect)
+    .option('--json', 'print both plans (and simulations) as one JSON object')
     .action(async (opts: PlanFlags) => {
-      const model = loadModel(opts.model)
+      if (opts.peers != null && opts.peersSpec != null) throw new LumiereError('BAD_ARGUMENT', 'give --peers (running peers) or --peers-spec (hypothetical ones), not both')
+      const { model, shapeOnly } = await loadPlanModel(opts.model)
       const dims = parseDims(opts.dim ?? [])
       for (const input of graphInputs(model)) for (const d of input.dims) if (typeof d === 'string') dims[d] ??= 1
-      const dag = await buildDagProbed(model, { dims })
+      // A shape-only graph cannot be probed (no weights to run): static shapes only.
+      const dag = shapeOnly ? buildDag(model, { dims }) : await buildDagProbed(model, { dims })
       let peers: PeerCapacity[]
+      let coordinatorLink: LinkSpeed | null = null
+      let nominal = false
       if (opts.peers != null) {
         const coordinator = await Coordinator.start()
         try {
@@ -53,15 +92,45 @@ export function planCommand (): Command {
         } finally {
           await coordinator.stop()
         }
+      } else if (opts.peersSpec != null) {
+        const spec = parsePeersSpec(opts.peersSpec)
+        peers = spec.peers
+        coordinatorLink = spec.coordinatorLink
       } else {
+        if (opts.stages == null) throw new LumiereError('BAD_ARGUMENT', 'give --stages K (or --peers / --peers-spec to plan for every one of them)')
+        nominal = true
         peers = Array.from({ length: opts.stages }, (_, i) => ({ id: `peer-${i + 1}`, memoryBytes: Number.MAX_SAFE_INTEGER, speed: NOMINAL_FLOPS }))
       }
-      const plan = partition(dag, peers, { stages: opts.stages })
+      const stages = opts.stages ?? peers.length
+      const result = partitionAll(dag, peers, { stages, balance: opts.balance, placement: opts.placement === 'contiguous' ? 'auto' : opts.placement })
+      const chosen = opts.placement === 'contiguous' ? result.contiguous : result.chosen
+      if (chosen === null) throw new LumiereError('PLAN_IMPOSSIBLE', 'no contiguous plan fits the peers\' memory; try --placement folded or auto')
+      const M = opts.microBatches
+      const sim = (plan: Plan | null): Simulation | undefined =>
+        opts.simulate === true && plan !== null ? simulate(plan, peers, { microBatches: M, coordinatorLink: coordinatorLink ?? undefined }) : undefined
+      const simulations = { contiguous: sim(result.contiguous), folded: sim(result.folded) }
+      const chosenLabel = chosen === result.folded && chosen.placement === 'folded' ? 'folded' : 'contiguous'
       if (opts.json === true) {
-        console.log(JSON.stringify(plan))
-      } else {
-        console.log(formatPlan(plan, dag))
-        if (opts.peers == null) console.log(`(times assume ${opts.stages} equal peers of ${NOMINAL_FLOPS / 1e12} TFLOP/s with unlimited memory; --peers plans for real ones)`)
+        console.log(JSON.stringify({
+          placement: opts.placement,
+          chosen: chosenLabel,
+          microBatches: M,
+          contiguous: result.contiguous,
+          folded: result.folded,
+          ...(opts.simulate === true ? { simulation: simulations } : {})
+        }))
+        return
       }
+      console.log(formatComparison([
+        { label: 'contiguous', plan: result.contiguous, simulation: simulations.contiguous },
+        { label: result.folded?.placement === 'contiguous' ? 'folded (= contiguous)' : 'folded', plan: result.folded, simulation: simulations.folded }
+      ], M))
+      console.log(`chosen (--placement ${opts.placement}): ${chosenLabel}`)
+      for (const [label, plan] of [['contiguous', result.contiguous], ['folded', result.folded]] as const) {
+        if (plan === null) continue
+        console.log(`\n== ${label} plan ==`)
+        console.log(formatPlan(plan, dag))
+      }
+      if (nominal) console.log(`\n(times assume ${stages} equal peers of ${NOMINAL_FLOPS / 1e12} TFLOP/s with unlimited memory and unknown links; --peers plans for real ones, --peers-spec for hypothetical ones)`)
     })
 }
