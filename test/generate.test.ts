@@ -10,7 +10,8 @@ import type { GenerateOptions } from '../coordinator/generate.ts'
 
 process.env.LUMIERE_CACHE ??= await mkdtemp(join(tmpdir(), 'lumiere-cache-'))
 
-const base: GenerateOptions = { prompt: 'a red ball bouncing on the beach', negative: 'blurry', model: 'tiny', steps: 3, guidance: 3, seed: 7, samples: 2 }
+// SSR off here: its distribution over peers is checked in ssr-mesh.test.ts.
+const base: GenerateOptions = { prompt: 'a red ball bouncing on the beach', negative: 'blurry', model: 'tiny', steps: 3, guidance: 3, seed: 7, samples: 2, ssr: false }
 
 t.test('generate over the mesh', async (t) => {
   const one = await generate({ ...base, local: 1 })
