@@ -9,7 +9,7 @@ import { buildDagProbed } from '../src/onnx/graph.ts'
 import { loadModel } from '../src/onnx/model-io.ts'
 import { TextEncoder } from '../src/text/encode.ts'
 import { view } from '../src/tensor/tensor.ts'
-import { deploy } from './deploy.ts'
+import { ResilientPipeline } from './resilient-pipeline.ts'
 import { withMesh } from './mesh-session.ts'
 import { Scatter } from './scatter.ts'
 import { upscaleClips } from './upscale.ts'
@@ -57,6 +57,10 @@ export interface StepProgress {
   /** Base phase: fraction of wall time each stage spent computing so far. */
   utilisation: number[]
   elapsedMs: number
+  /** Base phase: wall ms since the phase began (the denominator of utilisation). */
+  phaseMs?: number
+  /** Base phase: the plan the pipeline runs. */
+  plan?: Plan
 }
 
 export interface GenerateResult {
@@ -194,8 +198,14 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
   const model = loadModel(pkg.path(base.graph))
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
   const shape = [3, base.frames, base.height, base.width]
-  const { plan, pipeline } = await deploy(mesh.coordinator, model, dag, mesh.peers, options.stages ?? mesh.peers.length, options.signal, options.wire)
+  const pipeline = new ResilientPipeline(mesh.coordinator, model, dag, mesh.peers, {
+    stages: options.stages ?? mesh.peers.length,
+    signal: options.signal,
+    wire: options.wire,
+    onReplan: ({ lost, peers, stages }) => { options.onWarning?.(`lost peer ${lost.join(', ')}; re-planned onto ${peers} peer(s) in ${stages} stage(s) and redoing the lost work of this step`) }
+  })
   try {
+    await pipeline.plan()
     const phaseStart = performance.now()
     let forwardPasses = 0
     const { conditioning } = inputs
@@ -208,7 +218,7 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
     }
     const utilisation = async (): Promise<number[]> => {
       const wall = performance.now() - phaseStart
-      return (await pipeline.stats({ signal: options.signal })).map((s) => wall > 0 ? Math.min(1, s.busyMs / wall) : 0)
+      return (await pipeline.stats()).map((s) => wall > 0 ? Math.min(1, s.busyMs / wall) : 0)
     }
     const clips = await sample({
       shape,
@@ -229,11 +239,11 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
       })),
       onStep: (step, steps) => {
         if (options.onStep == null) return
-        void utilisation().then((u) => options.onStep?.({ phase: 'base', step, steps, utilisation: u, elapsedMs: performance.now() - started }), () => {})
+        void Promise.all([utilisation(), pipeline.plan()]).then(([u, plan]) => options.onStep?.({ phase: 'base', step, steps, utilisation: u, elapsedMs: performance.now() - started, phaseMs: performance.now() - phaseStart, plan }), () => {})
       }
     })
     const seconds = (performance.now() - phaseStart) / 1000
-    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan, secondsPerStep: seconds / options.steps, utilisation: await utilisation(), forwardPasses }
+    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan: await pipeline.plan(), secondsPerStep: seconds / options.steps, utilisation: await utilisation().catch(() => []), forwardPasses }
   } finally {
     await pipeline.close()
   }
