@@ -3,7 +3,10 @@ import { extractStage } from '../src/onnx/extract.ts'
 import { graphInputs, graphOutputs } from './check-inputs.ts'
 import { partition } from './partition.ts'
 import { Pipeline } from './pipeline.ts'
-import { stageHash } from '../peer/stage-cache.ts'
+import { stageHash, styleHash } from '../peer/stage-cache.ts'
+import { checkAlpha, checkStyle, styleSubset } from '../src/model/style.ts'
+import { encodeSafetensors } from '../src/tensor/safetensors.ts'
+import type { Style } from '../src/model/style.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
 import type { Plan, PeerCapacity } from './plan.ts'
 import type { StageGraph } from './pipeline.ts'
@@ -16,25 +19,52 @@ export interface Deployment {
   pipeline: Pipeline
 }
 
+export interface DeployOptions {
+  /**
+   * Stylized generation (DESIGN §1): each peer blends the style into the
+   * spatial weights of its stages, α·W_style + (1 − α)·W_orig. Each stage
+   * gets (once per peer, by content hash) only the style tensors it uses.
+   */
+  style?: Style
+}
+
 /** What the planner knows of a peer: its free memory and measured speed (GFLOP/s → FLOP/s). */
 export function peerCapacity (p: PeerInfo): PeerCapacity {
   return { id: p.id, memoryBytes: p.capabilities.freeMemoryBytes, speed: Math.max(p.capabilities.speed, 1e-3) * 1e9 }
 }
 
-/** Cuts each plan stage out of the model as a standalone graph, addressed by hash. */
-export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: PeerInfo[]): StageGraph[] {
+/**
+ * Cuts each plan stage out of the model as a standalone graph, addressed by
+ * hash. With a style, each stage also carries the style tensors that name
+ * its initializers (as safetensors bytes, addressed by hash); a stage using
+ * none runs unstyled.
+ */
+export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: PeerInfo[], options: DeployOptions = {}): StageGraph[] {
+  const { style } = options
+  if (style != null) {
+    checkAlpha(style.alpha)
+    checkStyle(model, style.tensors)
+  }
   return plan.stages.map((s) => {
     const stage = extractStage(model, dag, s.nodes)
     const bytes = encodeModel(stage.model)
     const peer = peers.find((p) => p.id === s.peer)
-    return { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs }
+    const graph: StageGraph = { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs }
+    if (style != null) {
+      const subset = styleSubset(stage.model, style.tensors)
+      if (Object.keys(subset).length > 0) {
+        const styleBytes = encodeSafetensors(subset)
+        graph.style = { hash: styleHash(styleBytes), alpha: style.alpha, bytes: styleBytes }
+      }
+    }
+    return graph
   })
 }
 
 /** Plans the model over the peers, cuts the stages and sets them up as a pipeline. */
-export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat): Promise<Deployment> {
+export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<Deployment> {
   const plan = partition(dag, peers.map(peerCapacity), { stages })
-  const graphs = buildStages(model, dag, plan, peers)
+  const graphs = buildStages(model, dag, plan, peers, options)
   const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal, wire })
   return { plan, pipeline }
 }

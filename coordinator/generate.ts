@@ -9,11 +9,13 @@ import { buildDagProbed } from '../src/onnx/graph.ts'
 import { loadModel } from '../src/onnx/model-io.ts'
 import { TextEncoder } from '../src/text/encode.ts'
 import { view } from '../src/tensor/tensor.ts'
+import { CheckpointWriter, resumeState } from './checkpoint.ts'
 import { ResilientPipeline } from './resilient-pipeline.ts'
 import { withMesh } from './mesh-session.ts'
 import { Scatter } from './scatter.ts'
 import { upscaleClips } from './upscale.ts'
 import type { Application, ApplicationInputs } from './applications.ts'
+import type { Checkpoint, JobSpec } from './checkpoint.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
 import type { KnownRegion } from '../src/diffusion/known-region.ts'
 import type { Conditioning } from '../src/media/conditions.ts'
@@ -42,6 +44,10 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   ssrWeighting?: 'uniform' | 'tapered'
   /** Deadline for each forward pass over the mesh. */
   timeoutMs?: number
+  /** Write the sampler state into this folder every `every` steps (see --resume). */
+  checkpoint?: { dir: string, every: number }
+  /** Finish a job from a checkpoint: its phase and step are skipped, not computed again. */
+  resumeFrom?: Checkpoint
   /** Keep the known region of image-to-video, inpainting and cinemagraphs at every step (default on for those). */
   keepKnown?: boolean
   /** 'f16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 per element. */
@@ -114,14 +120,35 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
   const inputs = await loadInputs(app, pkg, options, { frames: b.frames, height: b.height, width: b.width })
   const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
 
+  const saver = options.checkpoint == null ? undefined : new CheckpointWriter(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
+
   return withMesh(options, async (mesh) => {
     const started = performance.now()
-    const base = await runBase(mesh, pkg, prompts, inputs, options, started)
-    if (!runSsr) return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
+    const base = options.resumeFrom?.record.phase === 'ssr'
+      ? resumedBase(options.resumeFrom, pkg)
+      : await runBase(mesh, pkg, prompts, inputs, options, started, saver)
+    if (!runSsr) {
+      await saver?.flush()
+      return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
+    }
     const known = inputs.keep ? knownRegion(await loadConditioning(app, options, outSize, options.signal)) : undefined
-    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started)
+    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started, saver)
+    await saver?.flush()
     return { ...base, video, ssrWindows: windows, seconds: (performance.now() - started) / 1000 }
   })
+}
+
+/** The options a checkpoint records, so that --resume needs nothing else. */
+function jobSpec (o: GenerateOptions): JobSpec {
+  const { prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown } = o
+  return JSON.parse(JSON.stringify({ prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown })) as JobSpec
+}
+
+/** A job resumed in its SSR phase: the base clip comes from the checkpoint. */
+function resumedBase (checkpoint: Checkpoint, pkg: ModelPackage): Omit<GenerateResult, 'video' | 'seconds'> {
+  const base = checkpoint.tensors.base
+  if (base == null) throw new LumiereError('BAD_ARGUMENT', 'checkpoint of the SSR phase lacks the base clip')
+  return { base, fps: pkg.manifest.fps, plan: { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
 export interface UpscaleVideoOptions extends MeshOptions {
@@ -193,7 +220,7 @@ async function encodePrompts (pkg: ModelPackage, prompt: string, negative: strin
 }
 
 /** The base STUNet as a pipeline; each sample's two guidance branches are micro-batches in flight together. */
-async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
+async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number, saver?: CheckpointWriter): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
   const { base } = pkg.manifest
   const model = loadModel(pkg.path(base.graph))
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
@@ -231,13 +258,15 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
       signal: options.signal,
       init: inputs.init == null ? undefined : Array.from({ length: options.samples }, () => inputs.init as Float32Array),
       tStart: inputs.tStart,
+      resume: resumeState(options.resumeFrom, 'base'),
       project: known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, known, level, options.seed, step, b, final) },
       predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
         if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
         const [vc, vu] = await Promise.all([forward(x, logsnr, prompts.cond), forward(x, logsnr, prompts.uncond)])
         return guidance(vu, vc, options.guidance)
       })),
-      onStep: (step, steps) => {
+      onStep: (step, steps, state) => {
+        saver?.step('base', step, steps, state.xs, [1, ...shape], options.stages ?? mesh.peers.length)
         if (options.onStep == null) return
         void Promise.all([utilisation(), pipeline.plan()]).then(([u, plan]) => options.onStep?.({ phase: 'base', step, steps, utilisation: u, elapsedMs: performance.now() - started, phaseMs: performance.now() - phaseStart, plan }), () => {})
       }
@@ -250,9 +279,9 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, 
 }
 
 /** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
-type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep'>
+type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep' | 'resumeFrom'>
 
-async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number): Promise<{ video: Tensor, windows: Record<string, number> }> {
+async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number, saver?: CheckpointWriter): Promise<{ video: Tensor, windows: Record<string, number> }> {
   const ssr = pkg.manifest.ssr
   if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
   const model = loadModel(pkg.path(ssr.graph))
@@ -283,7 +312,11 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
       runWindows: async (tasks) => scatter.run(tasks),
       known,
       signal: options.signal,
-      onStep: (step, steps) => { options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started }) }
+      resume: resumeState(options.resumeFrom, 'ssr'),
+      onStep: (step, steps, state) => {
+        saver?.step('ssr', step, steps, state.xs, [1, 3, frames, ssr.height, ssr.width], mesh.peers.length, lowres)
+        options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started })
+      }
     })
     return { video: stack(clips, [3, frames, ssr.height, ssr.width]), windows: scatter.counts() }
   } finally {

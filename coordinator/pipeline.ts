@@ -11,8 +11,23 @@ import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import type { WireFormat } from '../src/tensor/wire.ts'
 
+/** A stage's style (DESIGN §1): the safetensors bytes of the style tensors it uses, their hash, and α. */
+export interface StageGraphStyle {
+  hash: string
+  alpha: number
+  bytes: Uint8Array
+}
+
 export interface StageGraph extends PlacedStage {
   bytes: Uint8Array
+  /** Stylized generation: the peer blends these weights into the stage graph. */
+  style?: StageGraphStyle
+}
+
+/** What Pipeline.open sent: content hashes uploaded, each with the peer that lacked it. */
+export interface Uploads {
+  graphs: Array<{ peer: string, hash: string }>
+  styles: Array<{ peer: string, hash: string }>
 }
 
 export interface PipelineOptions {
@@ -47,6 +62,8 @@ export class Pipeline {
   private readonly graphInputs: string[]
   private readonly graphOutputs: string[]
   private readonly wire: WireFormat
+  /** Stage graphs and styles uploaded by open() (peers already holding one by hash are skipped). */
+  readonly uploaded: Uploads = { graphs: [], styles: [] }
   private nextRun = 0
 
   private constructor (node: MeshNode, inbox: Inbox, stages: StageGraph[], graphInputs: string[], graphOutputs: string[], wire: WireFormat) {
@@ -57,6 +74,12 @@ export class Pipeline {
     this.graphInputs = graphInputs
     this.graphOutputs = graphOutputs
     this.routes = routeStages(stages, graphInputs, graphOutputs)
+    for (const routes of this.routes.byPeer.values()) {
+      for (const r of routes) {
+        const style = stages.find((s) => s.index === r.index)?.style
+        if (style != null) r.style = { hash: style.hash, alpha: style.alpha }
+      }
+    }
   }
 
   /** Uploads stage graphs peers lack (by hash) and sets the job up on every peer. */
@@ -64,11 +87,21 @@ export class Pipeline {
     const p = new Pipeline(node, inbox, stages, graph.inputs, graph.outputs, options.wire ?? 'f32')
     const timeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS
     const call = { signal: options.signal, timeoutMs }
-    await Promise.all(stages.map(async (s) => {
-      const target = p.target(s.peer)
-      const { body } = await rpcCall(node, target, 'stage.has', { hash: s.hash }, call)
-      if (body.present !== true) {
-        await rpcCall(node, target, 'stage.put', { hash: s.hash }, { ...call, tensors: { model: { dtype: 'U8', shape: [s.bytes.byteLength], data: s.bytes } } })
+    // One upload per (peer, kind, hash), even when two stages share bytes.
+    const items = new Map<string, { peer: string, kind: 'graph' | 'style', hash: string, bytes: Uint8Array }>()
+    for (const s of stages) {
+      items.set(`${s.peer}/graph/${s.hash}`, { peer: s.peer, kind: 'graph', hash: s.hash, bytes: s.bytes })
+      if (s.style != null) items.set(`${s.peer}/style/${s.style.hash}`, { peer: s.peer, kind: 'style', hash: s.style.hash, bytes: s.style.bytes })
+    }
+    await Promise.all([...items.values()].map(async ({ peer, kind, hash, bytes }) => {
+      const target = p.target(peer)
+      // Graphs keep the original request shape (no `kind`), which every peer understands.
+      const body = kind === 'graph' ? { hash } : { hash, kind }
+      const { body: has } = await rpcCall(node, target, 'stage.has', body, call)
+      if (has.present !== true) {
+        await rpcCall(node, target, 'stage.put', body, { ...call, tensors: { model: { dtype: 'U8', shape: [bytes.byteLength], data: bytes } } })
+        const list = kind === 'graph' ? p.uploaded.graphs : p.uploaded.styles
+        list.push({ peer, hash })
       }
     }))
     inbox.open(p.jobId, stages.map((s) => s.peer))

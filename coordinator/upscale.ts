@@ -1,6 +1,7 @@
 import { replaceKnown } from '../src/diffusion/known-region.ts'
 import { guidance } from '../src/diffusion/prediction.ts'
 import { sample } from '../src/diffusion/sampler.ts'
+import type { SamplerState } from '../src/diffusion/sampler.ts'
 import { concatChannels, noiseAugment, upsample } from '../src/ssr/condition.ts'
 import { frameWeights, fuse, sliceWindow } from '../src/ssr/multidiffusion.ts'
 import { planWindows } from '../src/ssr/windows.ts'
@@ -36,7 +37,9 @@ export interface UpscaleOptions {
   /** Pixels to keep (inpainting, image-to-video), at the output size. */
   known?: KnownRegion
   signal?: AbortSignal
-  onStep?: (step: number, steps: number) => void
+  /** Continue from a sampler state (a checkpoint). */
+  resume?: SamplerState
+  onStep?: (step: number, steps: number, state: SamplerState) => void
 }
 
 /**
@@ -67,6 +70,7 @@ export async function upscaleClips (o: UpscaleOptions): Promise<Float32Array[]> 
     thresholding: o.thresholding,
     signal: o.signal,
     onStep: o.onStep,
+    resume: o.resume,
     project: o.known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, o.known as KnownRegion, level, o.seed, step, b, final) },
     predict: async (xs, logsnr) => {
       const tasks: Array<Record<string, Tensor>> = []

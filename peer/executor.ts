@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { LumiereError, isErrorCode } from '../src/errors.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
-import type { WorkerCall, WorkerReply } from './worker-messages.ts'
+import type { WorkerCall, WorkerReply, WorkerStyle } from './worker-messages.ts'
 
 type Pending = { resolve: (reply: WorkerReply & { ok: true }) => void, reject: (err: Error) => void }
 
@@ -40,8 +40,14 @@ export class Executor {
     this.worker.on('exit', (code) => { this.failAll(new LumiereError('INTERNAL', `ORT worker exited with code ${code}`)) })
   }
 
-  async load (key: string, model: Uint8Array): Promise<void> {
-    await this.call({ op: 'load', key, model, providers: this.options.providers, threads: this.options.threads })
+  /**
+   * Loads a graph under `key` (once: a key already loaded is kept). With
+   * `style`, the worker first blends the graph's covered spatial weights
+   * (src/model/style.ts blendInitializers; BAD_ARGUMENT when the style does
+   * not fit the graph).
+   */
+  async load (key: string, model: Uint8Array, options: { style?: WorkerStyle } = {}): Promise<void> {
+    await this.call({ op: 'load', key, model, providers: this.options.providers, threads: this.options.threads, ...(options.style != null ? { style: options.style } : {}) })
   }
 
   /**

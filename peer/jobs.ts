@@ -8,16 +8,38 @@ import type { Tensor } from '../src/tensor/tensor.ts'
 /** Where one stage output goes: another stage (on some peer) or the coordinator. */
 export type Destination = { peer: string, addrs: string[], stage: number } | { coordinator: true }
 
+/** A stylized stage: blend the cached style `hash` into the stage graph with weight α. */
+export interface RouteStyle {
+  hash: string
+  alpha: number
+}
+
 export interface StageRoute {
   index: number
   hash: string
   inputs: string[]
   outputs: Array<{ name: string, to: Destination[] }>
+  /** Stylized generation (DESIGN §1); absent = the graph as it is. */
+  style?: RouteStyle
+}
+
+/**
+ * The executor key of a stage graph as run: its hash, or for a stylized
+ * stage `${stageHash}/${styleHash}/${alpha}`, so every job with the same
+ * (graph, style, α) shares one blended session.
+ */
+export function sessionKey (hash: string, style?: RouteStyle): string {
+  return style == null ? hash : `${hash}/${style.hash}/${String(style.alpha)}`
 }
 
 export interface JobHooks {
-  /** Loads a cached stage graph into the executor; throws STAGE_UNKNOWN when it is not cached. */
-  loadStage: (hash: string) => Promise<void>
+  /**
+   * Loads a cached stage graph into the executor under sessionKey(hash, style),
+   * blending the cached style in when given; throws STAGE_UNKNOWN when the
+   * graph or the style is not cached, BAD_ARGUMENT when the style does not
+   * fit the graph.
+   */
+  loadStage: (hash: string, style?: RouteStyle) => Promise<void>
   /** Delivers tensors to a destination (run.push); stage -1 means the coordinator. */
   deliver: (job: Job, dest: Destination, runId: string, tensors: Record<string, Tensor>) => Promise<void>
   /** Tells the coordinator a run failed here (run.failed). */
@@ -56,7 +78,7 @@ export class JobTable {
   }
 
   async setup (id: string, coordinator: string, stages: StageRoute[], wire: WireFormat = 'f32'): Promise<void> {
-    for (const s of stages) await this.hooks.loadStage(s.hash)
+    for (const s of stages) await this.hooks.loadStage(s.hash, s.style)
     this.jobs.set(id, { id, coordinator, wire, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])) })
   }
 
@@ -96,10 +118,17 @@ export class JobTable {
     return this.jobs.has(id)
   }
 
+  /** Executor keys the open jobs run (see sessionKey). */
+  keysInUse (): Set<string> {
+    const keys = new Set<string>()
+    for (const job of this.jobs.values()) for (const r of job.stages.values()) keys.add(sessionKey(r.hash, r.style))
+    return keys
+  }
+
   private async execute (job: Job, route: StageRoute, runId: string, feeds: Record<string, Tensor>): Promise<void> {
     this.log.debug({ job: job.id, run: runId, stage: route.index }, 'stage run started')
     try {
-      const { outputs, ms } = await this.executor.run(route.hash, widenFromWire(feeds, job.wire), route.outputs.map((o) => o.name), { transfer: true })
+      const { outputs, ms } = await this.executor.run(sessionKey(route.hash, route.style), widenFromWire(feeds, job.wire), route.outputs.map((o) => o.name), { transfer: true })
       this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
       const stats = job.stats.get(route.index)
       if (stats != null) { stats.runs++; stats.busyMs += ms }

@@ -6,6 +6,8 @@
 import { parentPort } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import { toLumiereError } from '../src/errors.ts'
+import { blendInitializers } from '../src/model/style.ts'
+import { decodeModel, encodeModel } from '../src/onnx/model-io.ts'
 import { sessionOptions } from '../src/onnx/session-options.ts'
 import { fromOrt, toOrt } from '../src/onnx/ort-tensor.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
@@ -20,7 +22,9 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
     case 'load': {
       if (!sessions.has(req.key)) {
         const options = { ...sessionOptions(req.threads), executionProviders: req.providers }
-        sessions.set(req.key, await ort.InferenceSession.create(req.model, options))
+        // Blending here keeps the (model-sized) work off the peer's event loop.
+        const model = req.style == null ? req.model : encodeModel(blendInitializers(decodeModel(req.model, `stage ${req.key}`), req.style.tensors, req.style.alpha, 'this stage'))
+        sessions.set(req.key, await ort.InferenceSession.create(model, options))
       }
       return { id: req.id, ok: true }
     }

@@ -7,7 +7,7 @@ import { MAX_MESSAGE_LENGTH } from '../protocol/messages.ts'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { detectProviders, measureCapabilities } from './capabilities.ts'
 import { Executor } from './executor.ts'
-import { JobTable } from './jobs.ts'
+import { JobTable, sessionKey } from './jobs.ts'
 import { StageCache } from './stage-cache.ts'
 import type { Capabilities } from './capabilities.ts'
 import type { Destination } from './jobs.ts'
@@ -35,6 +35,13 @@ export interface RunningPeer {
 const DELIVER_TIMEOUT_MS = 120_000
 
 /**
+ * Blended (stylized) sessions kept loaded while no open job uses them, most
+ * recent first: a second job with the same (stage, style, α) reuses its
+ * session, while sweeping α does not pile up copies of the model.
+ */
+const IDLE_STYLED_SESSIONS = 2
+
+/**
  * The peer daemon: a libp2p node that caches stage graphs by hash, runs them
  * in an ORT worker thread and forwards outputs to the next stage's peer.
  */
@@ -45,14 +52,73 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const node = await createMeshNode({ listen: options.listen })
   const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
   const loaded = new Set<string>()
+  /** Loads under way, by executor key: concurrent setups share one. */
+  const loading = new Map<string, Promise<void>>()
+  /** Styled session keys, least recently set up first. */
+  const styled: string[] = []
+  /** Releases under way, by executor key: a reload of that key waits for them. */
+  const releasing = new Map<string, Promise<void>>()
+  /** job.setup calls in progress: eviction waits for a moment with none. */
+  let settingUp = 0
+
+  const load = async (hash: string, style?: { hash: string, alpha: number }): Promise<void> => {
+    const key = sessionKey(hash, style)
+    if (loaded.has(key)) return
+    await releasing.get(key)
+    const bytes = await cache.get(hash)
+    if (bytes == null) throw new LumiereError('STAGE_UNKNOWN', `stage ${hash} is not cached on this peer; send it with stage.put first`)
+    if (style == null) {
+      await executor.load(key, bytes)
+    } else {
+      const tensors = await cache.getStyle(style.hash)
+      if (tensors == null) throw new LumiereError('STAGE_UNKNOWN', `style ${style.hash} is not cached on this peer; send it with stage.put (kind 'style') first`)
+      await executor.load(key, bytes, { style: { tensors, alpha: style.alpha } })
+    }
+    loaded.add(key)
+  }
+
+  /**
+   * Releases the styled sessions beyond IDLE_STYLED_SESSIONS that no open job
+   * uses. Decided synchronously, so no setup interleaves with the choice.
+   */
+  const evictStyled = async (): Promise<void> => {
+    if (settingUp > 0) return
+    const inUse = jobs.keysInUse()
+    const victims: string[] = []
+    let idle = 0
+    for (let i = styled.length - 1; i >= 0; i--) {
+      const key = styled[i]
+      if (inUse.has(key) || loading.has(key) || ++idle <= IDLE_STYLED_SESSIONS) continue
+      styled.splice(i, 1)
+      loaded.delete(key)
+      victims.push(key)
+    }
+    await Promise.all(victims.map(async (key) => {
+      const done = executor.release(key).catch(() => {}).finally(() => { releasing.delete(key) })
+      releasing.set(key, done)
+      await done
+    }))
+  }
 
   const jobs = new JobTable(executor, {
-    loadStage: async (hash) => {
-      if (loaded.has(hash)) return
-      const bytes = await cache.get(hash)
-      if (bytes == null) throw new LumiereError('STAGE_UNKNOWN', `stage ${hash} is not cached on this peer; send it with stage.put first`)
-      await executor.load(hash, bytes)
-      loaded.add(hash)
+    loadStage: async (hash, style) => {
+      const key = sessionKey(hash, style)
+      if (style != null) {
+        const at = styled.indexOf(key)
+        if (at >= 0) styled.splice(at, 1)
+        styled.push(key)
+      }
+      let pending = loading.get(key)
+      if (pending == null) {
+        pending = load(hash, style).finally(() => { loading.delete(key) })
+        loading.set(key, pending)
+      }
+      try {
+        await pending
+      } catch (err) {
+        if (!loaded.has(key) && styled.includes(key)) styled.splice(styled.indexOf(key), 1)
+        throw err
+      }
     },
     deliver: async (job, dest: Destination, runId, tensors: Record<string, Tensor>) => {
       const target = 'coordinator' in dest ? peerIdFromString(job.coordinator) : dest.addrs.map((a) => multiaddr(a))
@@ -67,13 +133,19 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   await handleRpc(node, {
     ping: async () => ({ body: { time: Date.now() } }),
     capabilities: async () => ({ body: { ...capabilities, cachedStages: await cache.count() } }),
-    'stage.has': async ({ body }) => ({ body: { present: await cache.has(body.hash) } }),
+    'stage.has': async ({ body }) => ({ body: { present: body.kind === 'style' ? await cache.hasStyle(body.hash) : await cache.has(body.hash) } }),
     'stage.put': async ({ body, tensors }) => {
-      await cache.put(body.hash, tensors.model.data)
+      if (body.kind === 'style') await cache.putStyle(body.hash, tensors.model.data)
+      else await cache.put(body.hash, tensors.model.data)
       return { body: { ok: true } }
     },
     'job.setup': async ({ body }) => {
-      await jobs.setup(body.jobId, body.coordinator, body.stages, body.wire)
+      settingUp++
+      try {
+        await jobs.setup(body.jobId, body.coordinator, body.stages, body.wire)
+      } finally {
+        settingUp--
+      }
       return { body: { ok: true } }
     },
     'run.push': async ({ body, tensors }) => {
@@ -83,6 +155,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     'job.stats': async ({ body }) => ({ body: { stages: jobs.stats(body.jobId) } }),
     'job.close': async ({ body }) => {
       await jobs.close(body.jobId)
+      await evictStyled()
       return { body: { ok: true } }
     }
   })

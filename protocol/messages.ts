@@ -73,21 +73,42 @@ export const stageOutputSchema = z.strictObject({
   to: z.array(destinationSchema).max(MAX_DESTINATIONS)
 })
 
+/**
+ * Stylized stage (DESIGN §1): the peer blends the stage's covered spatial
+ * weights as α·W_style + (1 − α)·W_orig, with the style tensors it cached
+ * under `hash` (stage.put kind 'style'), and runs that blended graph.
+ */
+export const stageStyleSchema = z.strictObject({
+  hash,
+  alpha: z.number().min(0).max(1)
+})
+
 export const stageSpecSchema = z.strictObject({
   index: stageIndex,
   hash,
   inputs: z.array(valueName).max(MAX_STAGE_VALUES),
-  outputs: z.array(stageOutputSchema).max(MAX_STAGE_VALUES)
+  outputs: z.array(stageOutputSchema).max(MAX_STAGE_VALUES),
+  style: stageStyleSchema.optional()
 })
+
+/**
+ * What stage.has / stage.put address: 'graph' (default) = a stage's ONNX
+ * bytes; 'style' = the safetensors bytes of a stage's style tensors. Both
+ * are keyed by the sha256 of the bytes, in separate namespaces.
+ */
+export const cacheKindSchema = z.enum(['graph', 'style'])
 
 // ---------------------------------------------------------------- request bodies
 
 export const requestSchemas = {
   ping: empty,
   capabilities: empty,
-  'stage.has': z.strictObject({ hash }),
-  /** + one attached U8 rank-1 tensor named 'model' holding the ONNX bytes. */
-  'stage.put': z.strictObject({ hash }),
+  'stage.has': z.strictObject({ hash, kind: cacheKindSchema.optional() }),
+  /**
+   * + one attached U8 rank-1 tensor named 'model' holding the ONNX bytes
+   * (kind 'graph', the default) or the style's safetensors bytes (kind 'style').
+   */
+  'stage.put': z.strictObject({ hash, kind: cacheKindSchema.optional() }),
   'job.setup': z.strictObject({
     jobId: id,
     stages: z.array(stageSpecSchema).min(1).max(MAX_STAGES),
@@ -153,6 +174,8 @@ export type ResponseBody<T extends RequestType> = ResponseBodies[T]
 export type Destination = z.infer<typeof destinationSchema>
 export type StageOutput = z.infer<typeof stageOutputSchema>
 export type StageSpec = z.infer<typeof stageSpecSchema>
+export type StageStyle = z.infer<typeof stageStyleSchema>
+export type CacheKind = z.infer<typeof cacheKindSchema>
 export type PingRequest = RequestBodies['ping']
 export type CapabilitiesResponse = ResponseBodies['capabilities']
 export type JobSetupRequest = RequestBodies['job.setup']
