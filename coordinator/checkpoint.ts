@@ -1,4 +1,6 @@
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { assertWritable, unwritable } from '../src/fs/atomic.ts'
 import { z } from 'zod'
 import { LumiereError } from '../src/errors.ts'
 import { readSafetensors, writeSafetensors } from '../src/tensor/safetensors.ts'
@@ -27,7 +29,9 @@ const jobSchema = z.strictObject({
   mask: z.string().optional(),
   cinemagraph: z.boolean().optional(),
   strength: z.number().optional(),
-  keepKnown: z.boolean().optional()
+  keepKnown: z.boolean().optional(),
+  style: z.string().optional(),
+  styleAlpha: z.number().optional()
 })
 
 export type JobSpec = z.infer<typeof jobSchema>
@@ -82,10 +86,21 @@ export class CheckpointWriter {
   private chain: Promise<void> = Promise.resolve()
   private failure: unknown
 
-  constructor (dir: string, every: number, job: JobSpec) {
+  private constructor (dir: string, every: number, job: JobSpec) {
     this.dir = dir
     this.every = every
     this.job = job
+  }
+
+  /** Creates the folder and checks it can be written now, before any work. */
+  static async open (dir: string, every: number, job: JobSpec): Promise<CheckpointWriter> {
+    try {
+      await mkdir(dir, { recursive: true })
+    } catch (err) {
+      throw unwritable(dir, err)
+    }
+    await assertWritable(join(dir, CHECKPOINT_FILE))
+    return new CheckpointWriter(dir, every, job)
   }
 
   step (phase: 'base' | 'ssr', step: number, steps: number, xs: Float32Array[], shape: number[], stages: number, base?: Tensor): void {

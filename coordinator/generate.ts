@@ -2,6 +2,7 @@ import { LumiereError } from '../src/errors.ts'
 import { replaceKnown } from '../src/diffusion/known-region.ts'
 import { guidance } from '../src/diffusion/prediction.ts'
 import { modelInput } from '../src/media/conditions.ts'
+import { checkAlpha, loadStyle } from '../src/model/style.ts'
 import { chooseApplication, isConditional, knownRegion, loadConditioning, loadInitVideo } from './applications.ts'
 import { sample } from '../src/diffusion/sampler.ts'
 import { resolveModel } from '../src/model/builtin.ts'
@@ -18,6 +19,8 @@ import type { Application, ApplicationInputs } from './applications.ts'
 import type { Checkpoint, JobSpec } from './checkpoint.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
 import type { KnownRegion } from '../src/diffusion/known-region.ts'
+import type { Style } from '../src/model/style.ts'
+import type { ModelProto } from '../src/onnx/proto.ts'
 import type { Conditioning } from '../src/media/conditions.ts'
 import type { Plan } from './plan.ts'
 import type { ModelPackage } from '../src/model/package.ts'
@@ -44,6 +47,9 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   ssrWeighting?: 'uniform' | 'tapered'
   /** Deadline for each forward pass over the mesh. */
   timeoutMs?: number
+  /** Stylized generation: a safetensors file of spatial weights, blended on the peers as α·W_style + (1 − α)·W. */
+  style?: string
+  styleAlpha?: number
   /** Write the sampler state into this folder every `every` steps (see --resume). */
   checkpoint?: { dir: string, every: number }
   /** Finish a job from a checkpoint: its phase and step are skipped, not computed again. */
@@ -85,9 +91,18 @@ export interface GenerateResult {
   ssrWindows?: Record<string, number>
 }
 
+/** The middle of the paper's range [0.5, 1]. */
+export const DEFAULT_STYLE_ALPHA = 0.75
+
 interface Prompts {
   cond: Tensor
   uncond: Tensor
+}
+
+/** The base graph and the style blended into it on the peers. */
+interface BaseModel {
+  model: ModelProto
+  style?: Style
 }
 
 /** What the user's media contribute to one run: the conditioning fed to a 7-channel model, the pixels kept, the SDEdit start. */
@@ -120,13 +135,16 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
   const inputs = await loadInputs(app, pkg, options, { frames: b.frames, height: b.height, width: b.width })
   const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
 
-  const saver = options.checkpoint == null ? undefined : new CheckpointWriter(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
+  // Loaded before the mesh starts, so a bad style file fails at once.
+  const baseModel = loadModel(pkg.path(b.graph))
+  const style = options.style == null ? undefined : { tensors: await loadStyle(options.style, baseModel), alpha: checkAlpha(options.styleAlpha ?? DEFAULT_STYLE_ALPHA) }
+  const saver = options.checkpoint == null ? undefined : await CheckpointWriter.open(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
 
   return withMesh(options, async (mesh) => {
     const started = performance.now()
     const base = options.resumeFrom?.record.phase === 'ssr'
       ? resumedBase(options.resumeFrom, pkg)
-      : await runBase(mesh, pkg, prompts, inputs, options, started, saver)
+      : await runBase(mesh, pkg, { model: baseModel, style }, prompts, inputs, options, started, saver)
     if (!runSsr) {
       await saver?.flush()
       return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
@@ -140,8 +158,8 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
 
 /** The options a checkpoint records, so that --resume needs nothing else. */
 function jobSpec (o: GenerateOptions): JobSpec {
-  const { prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown } = o
-  return JSON.parse(JSON.stringify({ prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown })) as JobSpec
+  const { prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown, style, styleAlpha } = o
+  return JSON.parse(JSON.stringify({ prompt, negative, model, frames, steps, guidance, seed, samples, sampler, thresholding, ssr, ssrWindow, ssrStride, image, video, mask, cinemagraph, strength, keepKnown, style, styleAlpha })) as JobSpec
 }
 
 /** A job resumed in its SSR phase: the base clip comes from the checkpoint. */
@@ -220,15 +238,15 @@ async function encodePrompts (pkg: ModelPackage, prompt: string, negative: strin
 }
 
 /** The base STUNet as a pipeline; each sample's two guidance branches are micro-batches in flight together. */
-async function runBase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number, saver?: CheckpointWriter): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
-  const { base } = pkg.manifest
-  const model = loadModel(pkg.path(base.graph))
+async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number, saver?: CheckpointWriter): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
+  const { model } = base
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
-  const shape = [3, base.frames, base.height, base.width]
+  const shape = [3, pkg.manifest.base.frames, pkg.manifest.base.height, pkg.manifest.base.width]
   const pipeline = new ResilientPipeline(mesh.coordinator, model, dag, mesh.peers, {
     stages: options.stages ?? mesh.peers.length,
     signal: options.signal,
     wire: options.wire,
+    style: base.style,
     onReplan: ({ lost, peers, stages }) => { options.onWarning?.(`lost peer ${lost.join(', ')}; re-planned onto ${peers} peer(s) in ${stages} stage(s) and redoing the lost work of this step`) }
   })
   try {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as wait } from 'node:timers/promises'
 import { LumiereError } from '../src/errors.ts'
 import { loopbackListen } from '../src/mesh/node.ts'
+import { EXIT_WITH_PARENT } from '../peer/lifeline.ts'
 import type { ChildProcess } from 'node:child_process'
 import type { TransportName } from '../src/mesh/node.ts'
 
@@ -63,7 +64,8 @@ export async function startLocalMesh (k: number, options: LocalMeshOptions = {})
 /** Starts one `lumiere peer` process with the given arguments (which must include --addr-file). */
 export async function spawnPeer (args: string[], options: Pick<LocalMeshOptions, 'env' | 'startTimeoutMs' | 'signal'> = {}): Promise<LocalPeer> {
   const addrFile = args[args.indexOf('--addr-file') + 1]
-  const child = spawn(process.execPath, [CLI, 'peer', '--quiet', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: options.env ?? process.env })
+  // stdin is a lifeline: when this process dies, the pipe closes and the peer stops (no orphans).
+  const child = spawn(process.execPath, [CLI, 'peer', '--quiet', ...args], { stdio: ['pipe', 'ignore', 'pipe'], env: { ...(options.env ?? process.env), [EXIT_WITH_PARENT]: '1' } })
   let log = ''
   child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-8192) })
   const peer = { process: child, addrs: [], stderr: () => log, stop: async () => stopChild(child) }

@@ -6,6 +6,7 @@ import type { Coordinator, PeerInfo } from './coordinator.ts'
 import type { Pipeline, RunOptions } from './pipeline.ts'
 import type { Plan } from './plan.ts'
 import type { Dag } from '../src/onnx/dag.ts'
+import type { Style } from '../src/model/style.ts'
 import type { ModelProto } from '../src/onnx/proto.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import type { WireFormat } from '../src/tensor/wire.ts'
@@ -19,6 +20,8 @@ export interface ResilientOptions {
   stages: number
   signal?: AbortSignal
   wire?: WireFormat
+  /** Spatial weights blended on the peers (stylized generation). */
+  style?: Style
   /** Told when peers are dropped and the model is re-planned. */
   onReplan?: (event: { lost: string[], peers: number, stages: number }) => void
 }
@@ -76,7 +79,7 @@ export class ResilientPipeline {
   }
 
   private async deploy (): Promise<{ plan: Plan, pipeline: Pipeline }> {
-    return deploy(this.coordinator, this.model, this.dag, this.peers, Math.min(this.options.stages, this.peers.length), this.options.signal, this.options.wire)
+    return deploy(this.coordinator, this.model, this.dag, this.peers, Math.min(this.options.stages, this.peers.length), this.options.signal, this.options.wire, { style: this.options.style })
   }
 
   /** Runs that failed in the same generation share one re-plan. */

@@ -1,7 +1,10 @@
 import { extname } from 'node:path'
 import { Command } from 'commander'
 import { planOutputs, progressBar, writeOutputs } from './outputs.ts'
-import { generate } from '../generate.ts'
+import { LumiereError } from '../../src/errors.ts'
+import { readCheckpoint } from '../checkpoint.ts'
+import { DEFAULT_STYLE_ALPHA, generate } from '../generate.ts'
+import type { JobSpec } from '../checkpoint.ts'
 import { nonNegativeNumber, positiveInt } from './options.ts'
 import { meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
@@ -31,6 +34,11 @@ interface GenerateFlags {
   cinemagraph?: boolean
   strength?: number
   keepKnown: boolean
+  style?: string
+  styleAlpha?: number
+  checkpoint?: string
+  checkpointEvery: number
+  resume?: string
   ssrWindow?: number
   ssrStride?: number
   quiet?: boolean
@@ -40,7 +48,7 @@ interface GenerateFlags {
 export function generateCommand (): Command {
   const cmd = new Command('generate')
     .description('generate a video: text-to-video, image-to-video (--image), inpainting (--video --mask), cinemagraphs (--image --mask --cinemagraph) or video-to-video (--video --strength); base STUNet pipelined over the mesh, then SSR windows scattered over it')
-    .argument('<prompt>', 'what the video shows')
+    .argument('[prompt]', 'what the video shows (not with --resume)')
   samplingOptions(cmd)
     .option('--frames <n>', 'frames to generate (built-in presets only; must be divisible by 2^(levels−1))', positiveInt('--frames'))
     .option('--samples <b>', 'videos to generate at once (each a separate micro-batch)', positiveInt('--samples'), 1)
@@ -52,64 +60,79 @@ export function generateCommand (): Command {
     .option('--strength <s>', 'video-to-video (SDEdit): noise the input to level s in [0, 1] and denoise from there; 0 returns the input, 1 ignores it', nonNegativeNumber('--strength'))
     .option('--no-keep-known', 'do not replace the known region with the input at every step (image-to-video, inpainting, cinemagraphs)')
     .option('--no-ssr', 'skip the spatial super-resolution (output at the base model\'s size)')
+    .option('--style <file.safetensors>', 'stylized generation: spatial weights (see `lumiere model style-template`) blended on the peers')
+    .option('--style-alpha <α>', `blend α·W_style + (1 − α)·W in [0, 1] (the paper uses 0.5–1; default ${DEFAULT_STYLE_ALPHA})`, nonNegativeNumber('--style-alpha'))
+    .option('--checkpoint <dir>', 'write the sampler state into DIR as the job runs, so --resume DIR can finish it')
+    .option('--checkpoint-every <n>', 'steps between checkpoints', positiveInt('--checkpoint-every'), 1)
+    .option('--resume <dir>', 'finish the checkpointed job in DIR (its options come from the checkpoint; it keeps checkpointing there)')
   meshOptions(cmd)
   outputOptions(cmd)
-  return cmd.action(async (prompt: string, opts: GenerateFlags) => {
-      const outputs = await planOutputs(opts.out ?? (opts.tensor == null ? 'lumiere.mp4' : undefined), opts.tensor, opts.samples)
-      // One bar over both phases: base steps, then SSR steps.
-      const bar = progressBar(opts.ssr ? 2 * opts.steps : opts.steps, opts.quiet)
-      const result = await generate({
-        prompt,
-        negative: opts.negative,
-        model: opts.model,
-        frames: opts.frames,
-        steps: opts.steps,
-        guidance: opts.guidance,
-        seed: opts.seed,
-        samples: opts.samples,
-        sampler: opts.sampler,
-        thresholding: opts.thresholding,
-        local: opts.peers == null ? (opts.local ?? 2) : undefined,
-        peers: opts.peers,
-        stages: opts.stages,
-        transport: opts.transport,
-        timeoutMs: opts.timeout * 1000,
-        ssr: opts.ssr ? undefined : false,
-        wire: opts.wire,
-        image: opts.image,
-        video: opts.video,
-        mask: opts.mask,
-        cinemagraph: opts.cinemagraph,
-        strength: opts.strength,
-        keepKnown: opts.keepKnown,
-        ssrWindow: opts.ssrWindow,
-        ssrStride: opts.ssrStride,
-        onStep: (p) => {
-          if (p.phase === 'base') bar.update(p.step, p.utilisation.map((u) => `${Math.round(u * 100)}%`).join('/'))
-          else bar.update(opts.steps + p.step, 'ssr')
-        },
-        onWarning: (message) => { console.error(`warning: ${message}`) }
-      }).finally(() => { bar.stop() })
-
-      const written = await writeOutputs(outputs, result.video, result.fps, { prompt, seed: String(opts.seed) })
-      const summary = {
-        prompt,
-        seed: opts.seed,
-        samples: opts.samples,
-        steps: opts.steps,
-        frames: result.video.shape[2],
-        size: [result.video.shape[3], result.video.shape[4]],
-        stages: result.plan.stages.length,
-        ssrWindows: result.ssrWindows,
-        seconds: round(result.seconds),
-        secondsPerStep: round(result.secondsPerStep),
-        utilisation: result.utilisation.map(round),
-        forwardPasses: result.forwardPasses,
-        files: written
-      }
-      if (opts.json === true) console.log(JSON.stringify(summary))
-      else if (opts.quiet !== true) console.log(`wrote ${written.join(', ')} (${summary.seconds} s, ${summary.secondsPerStep} s/step, ${extname(written[0] ?? '') || 'frames'})`)
-    })
+  return cmd.action(async (promptArg: string | undefined, opts: GenerateFlags) => {
+    const resumeFrom = opts.resume == null ? undefined : await readCheckpoint(opts.resume)
+    // A resumed job is the job its checkpoint recorded; only where it runs and writes come from these flags.
+    const job: JobSpec = resumeFrom?.record.job ?? {
+      prompt: promptArg ?? '',
+      negative: opts.negative,
+      model: opts.model,
+      frames: opts.frames,
+      steps: opts.steps,
+      guidance: opts.guidance,
+      seed: opts.seed,
+      samples: opts.samples,
+      sampler: opts.sampler,
+      thresholding: opts.thresholding,
+      ssr: opts.ssr ? undefined : false,
+      ssrWindow: opts.ssrWindow,
+      ssrStride: opts.ssrStride,
+      image: opts.image,
+      video: opts.video,
+      mask: opts.mask,
+      cinemagraph: opts.cinemagraph,
+      strength: opts.strength,
+      keepKnown: opts.keepKnown,
+      style: opts.style,
+      styleAlpha: opts.styleAlpha
+    }
+    if (resumeFrom == null && promptArg == null) throw new LumiereError('BAD_ARGUMENT', 'give a prompt (or --resume DIR to finish a checkpointed job)')
+    const checkpointDir = opts.checkpoint ?? opts.resume
+    const outputs = await planOutputs(opts.out ?? (opts.tensor == null ? 'lumiere.mp4' : undefined), opts.tensor, job.samples)
+    // One bar over both phases: base steps, then SSR steps.
+    const bar = progressBar(job.ssr === false ? job.steps : 2 * job.steps, opts.quiet)
+    const result = await generate({
+      ...job,
+      local: opts.peers == null ? (opts.local ?? 2) : undefined,
+      peers: opts.peers,
+      stages: opts.stages,
+      transport: opts.transport,
+      timeoutMs: opts.timeout * 1000,
+      wire: opts.wire,
+      checkpoint: checkpointDir == null ? undefined : { dir: checkpointDir, every: opts.checkpointEvery },
+      resumeFrom,
+      onStep: (p) => {
+        if (p.phase === 'base') bar.update(p.step, p.utilisation.map((u) => `${Math.round(u * 100)}%`).join('/'))
+        else bar.update(job.steps + p.step, 'ssr')
+      },
+      onWarning: (message) => { console.error(`warning: ${message}`) }
+    }).finally(() => { bar.stop() })
+    const written = await writeOutputs(outputs, result.video, result.fps, { prompt: job.prompt, seed: String(job.seed) })
+    const summary = {
+      prompt: job.prompt,
+      seed: job.seed,
+      samples: job.samples,
+      steps: job.steps,
+      frames: result.video.shape[2],
+      size: [result.video.shape[3], result.video.shape[4]],
+      stages: result.plan.stages.length,
+      ssrWindows: result.ssrWindows,
+      seconds: round(result.seconds),
+      secondsPerStep: round(result.secondsPerStep),
+      utilisation: result.utilisation.map(round),
+      forwardPasses: result.forwardPasses,
+      files: written
+    }
+    if (opts.json === true) console.log(JSON.stringify(summary))
+    else if (opts.quiet !== true) console.log(`wrote ${written.join(', ')} (${summary.seconds} s, ${summary.secondsPerStep} s/step, ${extname(written[0] ?? '') || 'frames'})`)
+  })
 }
 
 function round (x: number): number {

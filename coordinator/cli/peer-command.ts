@@ -1,5 +1,6 @@
 import { Command } from 'commander'
 import { startPeer } from '../../peer/peer.ts'
+import { onParentExit } from '../../peer/lifeline.ts'
 import { createLogger } from '../../src/log.ts'
 import { stageCacheDir } from '../../src/paths.ts'
 import { collect, list, positiveInt, positiveNumber } from './options.ts'
@@ -33,6 +34,7 @@ export function peerCommand (): Command {
       const { promise: stopped, resolve } = Promise.withResolvers<string>()
       process.once('SIGINT', () => { resolve('SIGINT') })
       process.once('SIGTERM', () => { resolve('SIGTERM') })
+      onParentExit(() => { resolve('parent gone') })
       const signal = await stopped
       log.info({ signal }, 'stopping')
       await peer.stop()
