@@ -9,6 +9,7 @@ import { encodeSafetensors } from '../src/tensor/safetensors.ts'
 import type { Style } from '../src/model/style.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
 import type { Plan, PeerCapacity } from './plan.ts'
+import type { Placement } from './partition.ts'
 import type { StageGraph } from './pipeline.ts'
 import type { Dag } from '../src/onnx/dag.ts'
 import type { ModelProto } from '../src/onnx/proto.ts'
@@ -20,6 +21,10 @@ export interface Deployment {
 }
 
 export interface DeployOptions {
+  /** 'folded' puts each encoder level with its mirror decoder level on one peer (U-Net skips stay local); default contiguous. */
+  placement?: Placement
+  /** Bottleneck slack allowed for fewer wire bytes (partition.ts; default 0.1). */
+  balance?: number
   /**
    * Stylized generation (DESIGN §1): each peer blends the style into the
    * spatial weights of its stages, α·W_style + (1 − α)·W_orig. Each stage
@@ -63,7 +68,7 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
 
 /** Plans the model over the peers, cuts the stages and sets them up as a pipeline. */
 export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<Deployment> {
-  const plan = partition(dag, peers.map(peerCapacity), { stages })
+  const plan = partition(dag, peers.map(peerCapacity), { stages, placement: options.placement, balance: options.balance })
   const graphs = buildStages(model, dag, plan, peers, options)
   const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal, wire })
   return { plan, pipeline }

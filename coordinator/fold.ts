@@ -52,7 +52,9 @@ import type { PeerCapacity } from './plan.ts'
  * never gets worse; the result is exact within the last windows, not
  * globally. Early exits use compute time only (it grows with a segment) and
  * a necessary band on states: with bound B, slots before j can hold at most
- * B x their speeds of compute, slots from j on the rest.
+ * B x their speeds of compute, slots from j on the rest; A's transfer term
+ * only grows with A too (a longer A receives a superset), so it joins the
+ * early exit.
  */
 
 export interface FoldSearch {
@@ -282,9 +284,10 @@ function dp (ctx: Ctx, L: number[][]): FoldSearch | null {
     const w = new Float64Array(Ls.length * Re.length).fill(Infinity)
     const tm = new Float64Array(Ls.length * Re.length).fill(Infinity)
     const pr = new Int32Array(Ls.length * Re.length).fill(-1)
-    const valid = new Uint8Array(Ls.length * Re.length)
-    for (let li = 0; li < Ls.length; li++) {
-      for (let ri = 0; ri < Re.length; ri++) if (Ls[li] <= Re[ri] && inBand(j, Ls[li], Re[ri])) valid[li * Re.length + ri] = 1
+    // Per right bound, the left bounds of valid states (ascending).
+    const validLi: number[][] = Re.map(() => [])
+    for (let ri = 0; ri < Re.length; ri++) {
+      for (let li = 0; li < Ls.length; li++) if (Ls[li] <= Re[ri] && inBand(j, Ls[li], Re[ri])) validLi[ri].push(li)
     }
     const invA = links.a.inv[j]
     const latA = links.a.lat[j]
@@ -292,9 +295,8 @@ function dp (ctx: Ctx, L: number[][]): FoldSearch | null {
     const latB = links.b.lat[j]
     for (let ri = 0; ri < Re.length; ri++) {
       const r = Re[ri]
-      let any = false
-      for (let li = 0; li < Ls.length; li++) if (valid[li * Re.length + ri] === 1) { any = true; break }
-      if (!any) continue
+      const lis = validLi[ri]
+      if (lis.length === 0) continue
       fen.clear()
       gen++
       let sweep = r
@@ -317,30 +319,30 @@ function dp (ctx: Ctx, L: number[][]): FoldSearch | null {
         if (t.ok[bx] === 0) continue
         const inB = t.inB[bx]
         const actB0 = inB - t.gin[bx]
-        for (let li = 0; li < Ls.length; li++) {
+        let first = 0
+        for (const li of lis) {
           const l = Ls[li]
           if (l > r2) break
           const cur = li * Re.length + ri
-          if (valid[cur] === 0) continue
           const prefL = fen.prefix(l)
-          // First l' >= l.
-          let lj = 0
-          while (lj < Ln.length && Ln[lj] < l) lj++
-          for (; lj < Ln.length; lj++) {
+          // First l' >= l (monotone in l).
+          while (first < Ln.length && Ln[first] < l) first++
+          for (let lj = first; lj < Ln.length; lj++) {
             const l2 = Ln[lj]
             if (l2 > r2) break
-            const tc = (F[l2] - F[l] + FB) / speed
-            if (tc > bound || (mode === 'time' && tc >= tm[cur])) break
+            const ax = t.at(l, l2)
+            // Compute and A's transfer only grow with l' (A receives more).
+            const actA = t.inB[ax] - t.gin[ax]
+            const ta = (F[l2] - F[l] + FB) / speed + (actA > 0 ? actA * invA + latA : 0)
+            if (ta > bound || (mode === 'time' && ta >= tm[cur])) break
             if (l2 === l && r2 === r) continue
             const nx = lj * Rs.length + rj
             if (nt[nx] === Infinity) continue
-            const ax = t.at(l, l2)
             if (t.need[ax] + needB > mem) break
             if (t.ok[ax] === 0) continue
             const saved = l2 > l ? fen.prefix(l2) - prefL : 0
-            const actA = t.inB[ax] - t.gin[ax]
             const actB = actB0 - saved
-            const tt = tc + (actA > 0 ? actA * invA + latA : 0) + (actB > 0.5 ? actB * invB + latB : 0)
+            const tt = ta + (actB > 0.5 ? actB * invB + latB : 0)
             if (tt > bound) continue
             const worst = tt > nt[nx] ? tt : nt[nx]
             const ww = t.inB[ax] + inB - saved + nw[nx]

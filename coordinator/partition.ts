@@ -6,31 +6,69 @@ import { foldedSearch, foldCandidates, FoldTables } from './fold.ts'
 import type { FoldSearch } from './fold.ts'
 
 /**
- * The partitioner: cuts a Dag's topological order into K contiguous stages
- * and places them on K distinct peers. Pure: no IO, deterministic.
+ * The partitioner: cuts a Dag's topological order into stages and places
+ * them on K peers. Pure: no IO, deterministic. Placements (options.placement,
+ * default 'contiguous'):
+ * - 'contiguous': K contiguous stages on K distinct peers (route 1 → … → K).
+ * - 'folded' (coordinator/fold.ts): 2K - 1 contiguous segments, peer j
+ *   holding segment j and its mirror 2K - j (empty segments dropped), so a
+ *   U-Net's encoder level and its mirror decoder level can share a peer and
+ *   the skip tensors between them never cross the wire. Found on the DAG
+ *   (bytes and FLOPs from shapes), not from node names. Contiguous plans are
+ *   the special case with every mirror empty.
+ * - 'auto': both, then the rule below applied to the two results.
+ *
+ * Time of a stage (estSeconds): flops / speed of its peer, plus, where links
+ * are measured (PeerCapacity.links), the time to receive its inputs from
+ * stages on other peers, bytes / bandwidth + latency per incoming boundary
+ * (graph inputs from the coordinator are not counted: its links are not
+ * known). A peer runs its stages one at a time, so a plan's bottleneck is
+ * the busiest PEER's sum of estSeconds (planBottleneck); with one stage per
+ * peer that is the slowest stage. Unknown links cost nothing, so without
+ * links this is the compute-only rule of old.
  *
  * Objective (the rule):
- *   1. Minimise the bottleneck B = max over stages of flops / speed of the
- *      stage's peer, over every contiguous cut and every candidate peer order
- *      (below), subject to every stage fitting its peer's memory
- *      (paramBytes + peakActivationBytes <= memoryBytes). Call the best B*.
+ *   1. Minimise the bottleneck B over every cut and every candidate peer
+ *      order (below), subject to every peer fitting its memory (the sum over
+ *      its stages of paramBytes + peakActivationBytes <= memoryBytes). Call
+ *      the best B*.
  *   2. Among all cuts and orders whose bottleneck is <= B* x (1 + balance)
  *      (balance defaults to 0.1: within 10 % of the best), take the one with
  *      the fewest wire bytes per forward pass; ties go to the lower
  *      bottleneck, then to the earlier candidate order.
- *   Both steps are exact dynamic programs over cut positions (the wire bytes
- *   of a plan are the sum over stages of the bytes each stage receives, and
- *   what a contiguous stage [i, j) receives depends only on i and j, so the
- *   sum is additive over stages). For graphs with more than MAX_UNITS
- *   assignable nodes the cut positions are first thinned to about MAX_UNITS
- *   candidates, one per block of consecutive positions, the one with the
- *   fewest activation bytes crossing it.
+ *   For 'folded', B* is the best over folded AND contiguous plans, i.e.
+ *   min(B* contiguous, B* folded): a folded plan must be within (1 +
+ *   balance) of the best plan of either kind (it may use its better
+ *   balance rather than save bytes; see coordinator/fold.ts). 'auto'
+ *   applies the rule to the two finished plans (pickAuto): the folded plan
+ *   when it has fewer wire bytes and its bottleneck is within (1 + balance)
+ *   of the better one's (or when the contiguous one is not).
+ *   The contiguous steps are exact dynamic programs over cut positions (the
+ *   wire bytes of a plan are the sum over stages of the bytes each stage
+ *   receives, and what a contiguous stage [i, j) receives depends only on i
+ *   and j, so the sum is additive over stages). For graphs with more than
+ *   MAX_UNITS assignable nodes the cut positions are first thinned to about
+ *   MAX_UNITS candidates, one per block of consecutive positions, the one
+ *   with the fewest activation bytes crossing it. The folded search is a DP
+ *   over pairs of cuts on coarse candidates, refined in windows (fold.ts).
+ *
+ * Links in the searches: the DPs charge everything a stage receives from
+ * other stages to the link from its route predecessor's peer (exact for a
+ * chain and for uniform links; a skip from further back is charged to the
+ * predecessor's link) and a latency once. The finished plan's figures are
+ * exact per boundary. Then, with links, the peers are re-assigned to the
+ * finished stages (assignPeers): every permutation of the chosen peers up to
+ * 7 of them (else pairwise swaps), and swaps with unused peers, minimising
+ * the exact bottleneck, then the sum of peer times. This is what puts the
+ * smallest boundary on a slow link.
  *
  * Wire bytes: a value crosses once to every stage that needs it (however
  * many of that stage's nodes read it), straight from the producing stage
- * (activations travel peer to peer, not through the stages in between).
- * Graph inputs come from 'input' (the coordinator) once per consuming stage;
- * graph outputs go once to 'output'.
+ * (activations travel peer to peer, not through the stages in between),
+ * unless both stages are on the same peer (a folded plan): then it does not
+ * cross at all, and its boundary is marked `local` and left out of
+ * totals.wireBytes. Graph inputs come from 'input' (the coordinator) once
+ * per consuming stage; graph outputs go once to 'output'.
  *
  * Duplicable nodes are never assigned: every stage that needs their outputs
  * gets its own copy, so their outputs never cross; what such a node reads in
@@ -49,7 +87,8 @@ import type { FoldSearch } from './fold.ts'
  * then the stage needing the most memory gets the peer with the most, and so
  * on: this puts a big peer on a heavy stage in the middle, e.g. a U-Net's
  * deepest levels). Orders whose (speed, memory) sequence repeats one already
- * tried are skipped, so equal peers cost one run. If no candidate fits
+ * tried are skipped, so equal peers cost one run. The folded search runs on
+ * the same orders, slot j (the j-th outermost pair) taking order[j]. If no candidate fits
  * memory (K > 2), every order one swap away from a candidate is tried too.
  * With K = 1 every peer is tried alone. Ties keep the earlier order, and the
  * caller's order among equal peers. Not exhaustive: with very uneven peers a
@@ -777,6 +816,8 @@ function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCap
   const c = cutCandidates(m, K)
   const { orders: set, subsets } = candidateOrders(peers, K)
   for (const subset of subsets) {
+    // Equal peers: any matched order repeats the (speed, memory) sequence of one already listed.
+    if (subset.every(p => p.speed === subset[0].speed && p.memoryBytes === subset[0].memoryBytes)) continue
     const o = memoryMatchedOrder(m, c, subset, state)
     if (o !== null) set.add(o)
   }
@@ -825,7 +866,7 @@ function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCap
   return { plan: buildPlan(dag, m, segments, order, 'contiguous'), bottleneck: bestB, cuts, orders }
 }
 
-/** Coarse cut candidates of the folded search: at least this many, and 6 per peer. */
+/** Coarse cut candidates of the folded search (about; at least 2K + 8): its DP costs ~ count^4 / 8 per peer. */
 const FOLD_CANDIDATES = 64
 
 /**
@@ -837,7 +878,7 @@ function foldedPlan (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[
   orders: PeerCapacity[][], contiguous: Contiguous | null): Plan | null {
   if (K === 1) return contiguous?.plan ?? null
   const tables = new FoldTables(m, state)
-  const coarse = foldCandidates(m, Math.max(FOLD_CANDIDATES, 6 * K))
+  const coarse = foldCandidates(m, Math.max(FOLD_CANDIDATES, 2 * K + 8))
   if (contiguous !== null) coarse.push(...contiguous.cuts)
   const Bc = contiguous?.bottleneck ?? Infinity
   const bound0 = Bc === Infinity ? Infinity : Bc * (1 + balance) + Bc * EPS

@@ -1,5 +1,7 @@
 import type { Dag } from '../src/onnx/dag.ts'
+import { planBottleneck } from './plan.ts'
 import type { Plan, StagePlan } from './plan.ts'
+import type { Simulation } from './simulate.ts'
 
 /** Bytes in binary units: "512 B", "1.50 KiB", "12.3 MiB", "140 GiB". */
 export function formatBytes (bytes: number): string {
@@ -65,10 +67,12 @@ function table (rows: string[][], right: boolean[]): string[] {
 /**
  * A human table of a plan for `lumiere plan`: one row per stage (peer, node
  * count, first → last node, compute, parameters, estimated time, bytes in
- * and out per forward pass), then the route, the wire total and each
- * boundary. Stages are numbered from 1 here. With the Dag, nodes are shown
- * by name; without it, by index. Times are flops / peer speed (seconds when
- * speed is in FLOP/s).
+ * and out per forward pass), then the route (and, when a peer holds several
+ * stages, the peers it visits), the wire total and each boundary (`local`:
+ * between two stages of one peer, not on the wire). Stages are numbered from
+ * 1 here. With the Dag, nodes are shown by name; without it, by index. Times
+ * are flops / peer speed (seconds when speed is in FLOP/s) plus transfer
+ * time over known links; the bottleneck is the busiest peer's sum.
  */
 export function formatPlan (plan: Plan, dag?: Dag): string {
   const rows: string[][] = [['stage', 'peer', 'nodes', 'first → last', 'compute', 'params', 'peak act.', 'est. time', 'in', 'out']]
@@ -95,24 +99,55 @@ export function formatPlan (plan: Plan, dag?: Dag): string {
   let fromInput = 0
   let toOutput = 0
   let between = 0
+  let local = 0
   for (const b of plan.boundaries) {
-    if (b.from === 'input') fromInput += b.bytes
+    if (b.local === true) local += b.bytes
+    else if (b.from === 'input') fromInput += b.bytes
     else if (b.to === 'output') toOutput += b.bytes
     else between += b.bytes
   }
-  let bottleneck = 0
-  for (const s of plan.stages) bottleneck = Math.max(bottleneck, s.estSeconds)
+  const bottleneck = planBottleneck(plan)
   lines.push('')
   lines.push(`route: ${plan.route.map(r => stageLabel(r)).join(' → ')}`)
+  if (new Set(plan.stages.map(s => s.peer)).size < plan.stages.length) {
+    lines.push(`peers: ${plan.route.map(r => shorten(plan.stages[r].peer, 12)).join(' → ')} (${plan.placement ?? 'contiguous'})`)
+  }
   lines.push(`total: ${formatFlops(plan.totals.flops)}, params ${formatBytes(plan.totals.paramBytes)}, bottleneck ${formatTime(bottleneck)} (est.)`)
-  lines.push(`wire per forward pass: ${formatBytes(plan.totals.wireBytes)} (in ${formatBytes(fromInput)}, between stages ${formatBytes(between)}, out ${formatBytes(toOutput)})`)
+  lines.push(`wire per forward pass: ${formatBytes(plan.totals.wireBytes)} (in ${formatBytes(fromInput)}, between peers ${formatBytes(between)}, out ${formatBytes(toOutput)})` +
+    (local > 0 ? `; ${formatBytes(local)} stays on peers` : ''))
   if (plan.boundaries.length > 0) {
     lines.push('boundaries:')
     for (const b of plan.boundaries) {
       const shown = b.names.slice(0, 4).join(', ')
       const more = b.names.length > 4 ? `, … (+${b.names.length - 4} more)` : ''
-      lines.push(`  ${stageLabel(b.from)} → ${stageLabel(b.to)}: ${formatBytes(b.bytes)} [${shown}${more}]`)
+      lines.push(`  ${stageLabel(b.from)} → ${stageLabel(b.to)}: ${formatBytes(b.bytes)}${b.local === true ? ' (local)' : ''} [${shown}${more}]`)
     }
   }
   return lines.join('\n')
+}
+
+/**
+ * The contiguous and the folded plan side by side, one row each: stages,
+ * peers, bottleneck, wire bytes per forward pass and per denoising step (M
+ * forward passes), and with simulations the predicted seconds per step.
+ */
+export function formatComparison (plans: Array<{ label: string, plan: Plan | null, simulation?: Simulation }>, microBatches: number): string {
+  const head = ['placement', 'stages', 'peers', 'bottleneck', 'wire/pass', `wire/step (M=${microBatches})`]
+  const sims = plans.some(p => p.simulation !== undefined)
+  if (sims) head.push('s/step (sim.)', 'busiest link')
+  const rows: string[][] = [head]
+  for (const { label, plan, simulation } of plans) {
+    if (plan === null) { rows.push([label, '-', '-', 'no plan fits', '-', '-', ...(sims ? ['-', '-'] : [])]); continue }
+    const row = [
+      label,
+      String(plan.stages.length),
+      String(new Set(plan.stages.map(s => s.peer)).size),
+      formatTime(planBottleneck(plan)),
+      formatBytes(plan.totals.wireBytes),
+      formatBytes(plan.totals.wireBytes * microBatches)
+    ]
+    if (sims) row.push(simulation === undefined ? '-' : formatTime(simulation.secondsPerStep), simulation === undefined ? '-' : formatTime(simulation.busiestLinkSeconds))
+    rows.push(row)
+  }
+  return table(rows, rows[0].map((_, i) => i > 0)).join('\n')
 }

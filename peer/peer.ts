@@ -121,6 +121,12 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       }
     },
     deliver: async (job, dest: Destination, runId, tensors: Record<string, Tensor>) => {
+      if (!('coordinator' in dest) && dest.peer === node.peerId.toString()) {
+        // A folded plan's second stage on this same peer: hand over in memory. Copies, because
+        // the receiving stage moves its inputs into the ORT worker and these may also be in flight elsewhere.
+        jobs.push(job.id, runId, dest.stage, Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, { ...t, data: t.data.slice() }])))
+        return
+      }
       const target = 'coordinator' in dest ? peerIdFromString(job.coordinator) : dest.addrs.map((a) => multiaddr(a))
       const stage = 'coordinator' in dest ? -1 : dest.stage
       await rpcCall(node, target, 'run.push', { jobId: job.id, runId, stage }, { tensors, timeoutMs: DELIVER_TIMEOUT_MS })

@@ -109,7 +109,7 @@ export function planCommand (): Command {
       const sim = (plan: Plan | null): Simulation | undefined =>
         opts.simulate === true && plan !== null ? simulate(plan, peers, { microBatches: M, coordinatorLink: coordinatorLink ?? undefined }) : undefined
       const simulations = { contiguous: sim(result.contiguous), folded: sim(result.folded) }
-      const chosenLabel = chosen === result.folded && chosen.placement === 'folded' ? 'folded' : 'contiguous'
+      const chosenLabel = chosen === result.contiguous ? 'contiguous' : chosen.placement === 'folded' ? 'folded' : 'folded (= contiguous)'
       if (opts.json === true) {
         console.log(JSON.stringify({
           placement: opts.placement,
