@@ -14,10 +14,11 @@ export function modelCommand (): Command {
     .addOption(new Option('--preset <name>', 'preset to build').choices([...presetNames]).makeOptionMandatory())
     .requiredOption('--out <dir>', 'package folder to write (an existing package there is replaced)')
     .option('--frames <n>', 'frames to build for (default: the preset\'s)', positiveInt('--frames'))
-    .action(async (opts: { preset: string, out: string, frames?: number }) => {
-      await buildModelPackage(opts.preset, opts.out, { frames: opts.frames })
-      const params = parameterCount({ ...getPreset(opts.preset), ...(opts.frames != null ? { frames: opts.frames } : {}) })
-      console.log(`wrote ${opts.preset} to ${opts.out} (${(params / 1e6).toFixed(2)} M parameters${opts.preset === 'paper' ? ', shapes only' : ''})`)
+    .option('--conditional', 'the 7-channel variant ⟨noisy video, masked condition, mask⟩ for image-to-video, inpainting and cinemagraphs')
+    .action(async (opts: { preset: string, out: string, frames?: number, conditional?: boolean }) => {
+      await buildModelPackage(opts.preset, opts.out, { frames: opts.frames, conditional: opts.conditional })
+      const params = parameterCount({ ...getPreset(opts.preset), ...(opts.frames != null ? { frames: opts.frames } : {}), inChannels: opts.conditional === true ? 7 : 3 })
+      console.log(`wrote ${opts.preset}${opts.conditional === true ? ' (conditional)' : ''} to ${opts.out} (${(params / 1e6).toFixed(2)} M base parameters${opts.preset === 'paper' ? ', shapes only' : ''})`)
     })
   model.command('style-template')
     .description('write the weights a style replaces (the spatial, image-model weights of the base model) as a safetensors file: fine-tune or fill them in, then generate with --style FILE --style-alpha α')
