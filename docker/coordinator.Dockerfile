@@ -37,6 +37,7 @@ COPY protocol ./protocol
 COPY src ./src
 COPY peer ./peer
 COPY coordinator ./coordinator
+COPY web ./web
 # /addrs: where docker/compose.yaml mounts the peers' addr files (read-only).
 RUN mkdir -p /data /out /addrs && chown -R node:node /data /out /addrs
 USER node

@@ -8,4 +8,6 @@ export const EXIT_WITH_PARENT = 'LUMIERE_EXIT_WITH_PARENT'
 export function onParentExit (stop: () => void): void {
   if (process.env[EXIT_WITH_PARENT] !== '1') return
   process.stdin.on('close', stop).resume()
+  // Watching the pipe must not keep the process alive once the peer has stopped.
+  if ('unref' in process.stdin && typeof process.stdin.unref === 'function') process.stdin.unref()
 }

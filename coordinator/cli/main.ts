@@ -6,6 +6,8 @@ import { modelCommand } from './model-command.ts'
 import { upscaleCommand } from './upscale-command.ts'
 import { peerCommand } from './peer-command.ts'
 import { planCommand } from './plan-command.ts'
+import { keygenCommand } from './keygen-command.ts'
+import { serveCommand } from './serve-command.ts'
 
 const program = new Command('lumiere')
   .description('Distributed inference of space-time diffusion video models over a libp2p mesh')
@@ -18,6 +20,8 @@ program.addCommand(inferCommand())
 program.addCommand(generateCommand())
 program.addCommand(upscaleCommand())
 program.addCommand(modelCommand())
+program.addCommand(keygenCommand())
+program.addCommand(serveCommand())
 
 try {
   await program.parseAsync(process.argv)
