@@ -15,6 +15,8 @@ import { ResilientPipeline } from './resilient-pipeline.ts'
 import { withMesh } from './mesh-session.ts'
 import { Scatter } from './scatter.ts'
 import { upscaleClips } from './upscale.ts'
+import { describeEvidence, withRollback } from './verify.ts'
+import type { VerifyReport } from './verify.ts'
 import type { Application, ApplicationInputs } from './applications.ts'
 import type { Checkpoint, JobSpec } from './checkpoint.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
@@ -58,6 +60,14 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   keepKnown?: boolean
   /** 'f16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 per element. */
   wire?: WireFormat
+  /**
+   * Fraction in [0, 1] of tasks — (forward pass, stage) of the base model, SSR
+   * windows — recomputed on a different peer and compared; a peer caught
+   * lying is dropped and its work redone (verify.ts). Default 0.
+   */
+  verify?: number
+  /** Send SSR windows that run long to an idle peer too; the first answer wins. */
+  hedge?: boolean
   onStep?: (progress: StepProgress) => void
   onWarning?: (message: string) => void
 }
@@ -89,6 +99,8 @@ export interface GenerateResult {
   forwardPasses: number
   /** SSR windows each peer computed, by peer id. */
   ssrWindows?: Record<string, number>
+  /** With `verify`: checks made and liars caught, per phase. */
+  verification?: { base?: VerifyReport, ssr?: VerifyReport }
 }
 
 /** The middle of the paper's range [0.5, 1]. */
@@ -150,9 +162,9 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
       return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
     }
     const known = inputs.keep ? knownRegion(await loadConditioning(app, options, outSize, options.signal)) : undefined
-    const { video, windows } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started, saver)
+    const { video, windows, verification } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started, saver)
     await saver?.flush()
-    return { ...base, video, ssrWindows: windows, seconds: (performance.now() - started) / 1000 }
+    return { ...base, video, ssrWindows: windows, ...(verification != null ? { verification: { ...base.verification, ssr: verification } } : {}), seconds: (performance.now() - started) / 1000 }
   })
 }
 
@@ -247,7 +259,9 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
     signal: options.signal,
     wire: options.wire,
     style: base.style,
-    onReplan: ({ lost, peers, stages }) => { options.onWarning?.(`lost peer ${lost.join(', ')}; re-planned onto ${peers} peer(s) in ${stages} stage(s) and redoing the lost work of this step`) }
+    onReplan: ({ lost, peers, stages }) => { options.onWarning?.(`lost peer ${lost.join(', ')}; re-planned onto ${peers} peer(s) in ${stages} stage(s) and redoing the lost work of this step`) },
+    verify: options.verify,
+    onLiar: (evidence) => { options.onWarning?.(describeEvidence(evidence, 'base')) }
   })
   try {
     await pipeline.plan()
@@ -265,7 +279,7 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
       const wall = performance.now() - phaseStart
       return (await pipeline.stats()).map((s) => wall > 0 ? Math.min(1, s.busyMs / wall) : 0)
     }
-    const clips = await sample({
+    const clips = await withRollback(options.verify ? pipeline : undefined, resumeState(options.resumeFrom, 'base'), async (resume, record) => sample({
       shape,
       samples: options.samples,
       steps: options.steps,
@@ -276,7 +290,7 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
       signal: options.signal,
       init: inputs.init == null ? undefined : Array.from({ length: options.samples }, () => inputs.init as Float32Array),
       tStart: inputs.tStart,
-      resume: resumeState(options.resumeFrom, 'base'),
+      resume,
       project: known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, known, level, options.seed, step, b, final) },
       predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
         if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
@@ -284,32 +298,40 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
         return guidance(vu, vc, options.guidance)
       })),
       onStep: (step, steps, state) => {
+        record(state)
         saver?.step('base', step, steps, state.xs, [1, ...shape], options.stages ?? mesh.peers.length)
         if (options.onStep == null) return
         void Promise.all([utilisation(), pipeline.plan()]).then(([u, plan]) => options.onStep?.({ phase: 'base', step, steps, utilisation: u, elapsedMs: performance.now() - started, phaseMs: performance.now() - phaseStart, plan }), () => {})
       }
-    })
+    }), (from, to) => { options.onWarning?.(rollbackMessage('base', from, to)) })
     const seconds = (performance.now() - phaseStart) / 1000
-    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan: await pipeline.plan(), secondsPerStep: seconds / options.steps, utilisation: await utilisation().catch(() => []), forwardPasses }
+    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan: await pipeline.plan(), secondsPerStep: seconds / options.steps, utilisation: await utilisation().catch(() => []), forwardPasses, ...(options.verify ? { verification: { base: pipeline.verification() } } : {}) }
   } finally {
     await pipeline.close()
   }
 }
 
 /** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
-type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep' | 'resumeFrom'>
+type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep' | 'resumeFrom' | 'verify' | 'hedge' | 'onWarning'>
 
-async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number, saver?: CheckpointWriter): Promise<{ video: Tensor, windows: Record<string, number> }> {
+async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number, saver?: CheckpointWriter): Promise<{ video: Tensor, windows: Record<string, number>, verification?: VerifyReport }> {
   const ssr = pkg.manifest.ssr
   if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
   const model = loadModel(pkg.path(ssr.graph))
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
-  const scatter = await Scatter.open(mesh.coordinator, model, dag, mesh.peers, { signal: options.signal, taskTimeoutMs: options.timeoutMs, wire: options.wire })
+  const scatter = await Scatter.open(mesh.coordinator, model, dag, mesh.peers, {
+    signal: options.signal,
+    taskTimeoutMs: options.timeoutMs,
+    wire: options.wire,
+    verify: options.verify,
+    hedge: options.hedge,
+    onLiar: (evidence) => { options.onWarning?.(describeEvidence(evidence, 'SSR')) }
+  })
   try {
     const [samples, , frames] = lowres.shape
     const size = lowres.data.byteLength / 4 / samples
     const all = view(lowres) as Float32Array
-    const clips = await upscaleClips({
+    const clips = await withRollback(options.verify ? scatter : undefined, resumeState(options.resumeFrom, 'ssr'), async (resume, record) => upscaleClips({
       lowres: Array.from({ length: samples }, (_, b) => all.subarray(b * size, (b + 1) * size)),
       frames,
       height: ssr.height,
@@ -330,16 +352,21 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
       runWindows: async (tasks) => scatter.run(tasks),
       known,
       signal: options.signal,
-      resume: resumeState(options.resumeFrom, 'ssr'),
+      resume,
       onStep: (step, steps, state) => {
+        record(state)
         saver?.step('ssr', step, steps, state.xs, [1, 3, frames, ssr.height, ssr.width], mesh.peers.length, lowres)
         options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started })
       }
-    })
-    return { video: stack(clips, [3, frames, ssr.height, ssr.width]), windows: scatter.counts() }
+    }), (from, to) => { options.onWarning?.(rollbackMessage('SSR', from, to)) })
+    return { video: stack(clips, [3, frames, ssr.height, ssr.width]), windows: scatter.counts(), ...(options.verify ? { verification: scatter.verification() } : {}) }
   } finally {
     await scatter.close()
   }
+}
+
+function rollbackMessage (phase: string, from: number, to: number): string {
+  return `a convicted peer's unchecked work entered the ${phase} sampler state at step ${to + 1}: rolled back and resampling from there (${from - to} finished step(s) discarded)`
 }
 
 function clipTensor (clip: { data: Float32Array, shape: readonly number[] }): Tensor {

@@ -1,5 +1,6 @@
 import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
+import { mulberry32 } from '../src/util/prng.ts'
 import type { WireFormat } from '../src/tensor/wire.ts'
 import type { Executor } from './executor.ts'
 import type { Logger } from '../src/log.ts'
@@ -21,6 +22,8 @@ export interface StageRoute {
   outputs: Array<{ name: string, to: Destination[] }>
   /** Stylized generation (DESIGN §1); absent = the graph as it is. */
   style?: RouteStyle
+  /** The coordinator's estimate of the stage's memory (parameters + activations), bytes. */
+  estimatedBytes?: number
 }
 
 /**
@@ -55,7 +58,23 @@ export interface Job {
   waiting: Map<string, Record<string, Tensor>>
   /** Runs done and compute time spent, per stage. */
   stats: Map<number, { runs: number, busyMs: number }>
+  /** The job's other peers (job.setup `peers`, and every peer its routes send to). */
+  peers: Set<string>
 }
+
+export interface JobTableOptions {
+  /**
+   * Test and demo option (`lumiere peer --faulty p`): with probability p per
+   * stage run, add noise of 1e-2 · max|x| to every float32 output before it
+   * is delivered — a lying peer, for testing verification.
+   */
+  faulty?: number
+  /** Seed of the faulty peer's choices and noise (reproducible tests). */
+  faultySeed?: number
+}
+
+/** Size of a faulty peer's lie, relative to the output's max |x|. */
+export const FAULTY_NOISE = 1e-2
 
 /** Bounds the inputs a job may hold for runs that have not started, per peer. */
 const MAX_WAITING_RUNS = 256
@@ -70,16 +89,28 @@ export class JobTable {
   private readonly executor: Executor
   private readonly hooks: JobHooks
   private readonly log: Logger
+  private readonly faulty: number
+  private readonly faultyRandom: () => number
 
-  constructor (executor: Executor, hooks: JobHooks, log: Logger) {
+  constructor (executor: Executor, hooks: JobHooks, log: Logger, options: JobTableOptions = {}) {
     this.executor = executor
     this.hooks = hooks
     this.log = log
+    this.faulty = options.faulty ?? 0
+    this.faultyRandom = mulberry32(options.faultySeed ?? 0xfa0175)
   }
 
-  async setup (id: string, coordinator: string, stages: StageRoute[], wire: WireFormat = 'f32'): Promise<void> {
+  async setup (id: string, coordinator: string, stages: StageRoute[], wire: WireFormat = 'f32', peers: string[] = []): Promise<void> {
     for (const s of stages) await this.hooks.loadStage(s.hash, s.style)
-    this.jobs.set(id, { id, coordinator, wire, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])) })
+    const members = new Set(peers)
+    for (const s of stages) for (const o of s.outputs) for (const d of o.to) if (!('coordinator' in d)) members.add(d.peer)
+    this.jobs.set(id, { id, coordinator, wire, stages: new Map(stages.map((s) => [s.index, s])), waiting: new Map(), stats: new Map(stages.map((s) => [s.index, { runs: 0, busyMs: 0 }])), peers: members })
+  }
+
+  /** Who set a job up and which peers belong to it (undefined when it is not open here). */
+  membership (id: string): { coordinator: string, peers: ReadonlySet<string> } | undefined {
+    const job = this.jobs.get(id)
+    return job == null ? undefined : { coordinator: job.coordinator, peers: job.peers }
   }
 
   /** Accepts inputs for one run of one stage; starts the run once all are in. */
@@ -129,6 +160,10 @@ export class JobTable {
     this.log.debug({ job: job.id, run: runId, stage: route.index }, 'stage run started')
     try {
       const { outputs, ms } = await this.executor.run(sessionKey(route.hash, route.style), widenFromWire(feeds, job.wire), route.outputs.map((o) => o.name), { transfer: true })
+      if (this.faulty > 0 && this.faultyRandom() < this.faulty) {
+        perturb(outputs, this.faultyRandom)
+        this.log.debug({ job: job.id, run: runId, stage: route.index }, 'faulty: perturbed this run\'s outputs')
+      }
       this.log.debug({ job: job.id, run: runId, stage: route.index, ms }, 'stage run finished')
       const stats = job.stats.get(route.index)
       if (stats != null) { stats.runs++; stats.busyMs += ms }
@@ -147,5 +182,19 @@ export class JobTable {
       this.log.warn({ job: job.id, run: runId, stage: route.index, code: e.code }, e.message)
       await this.hooks.report(job, runId, route.index, e).catch(() => {})
     }
+  }
+}
+
+/** A lie: every float32 output gets uniform noise in ±FAULTY_NOISE · max|x| (in place of the tensor, not its bytes). */
+function perturb (outputs: Record<string, Tensor>, random: () => number): void {
+  for (const [name, t] of Object.entries(outputs)) {
+    if (t.dtype !== 'F32') continue
+    const x = new Float32Array(t.data.byteLength / 4)
+    new Uint8Array(x.buffer).set(t.data)
+    let max = 0
+    for (const v of x) max = Math.max(max, Math.abs(v))
+    const scale = FAULTY_NOISE * (max > 0 ? max : 1)
+    for (let i = 0; i < x.length; i++) x[i] += scale * (2 * random() - 1)
+    outputs[name] = { dtype: 'F32', shape: t.shape, data: new Uint8Array(x.buffer) }
   }
 }

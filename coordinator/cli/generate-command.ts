@@ -1,5 +1,5 @@
 import { extname } from 'node:path'
-import { Command } from 'commander'
+import { Command, InvalidArgumentError } from 'commander'
 import { planOutputs, progressBar, writeOutputs } from './outputs.ts'
 import { LumiereError } from '../../src/errors.ts'
 import { readCheckpoint } from '../checkpoint.ts'
@@ -8,6 +8,8 @@ import type { JobSpec } from '../checkpoint.ts'
 import { nonNegativeNumber, positiveInt } from './options.ts'
 import { meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
+import { loadAccess } from '../../src/mesh/access.ts'
+import type { AccessFlags } from '../../src/mesh/access.ts'
 
 interface GenerateFlags {
   negative: string
@@ -43,6 +45,8 @@ interface GenerateFlags {
   ssrStride?: number
   quiet?: boolean
   json?: boolean
+  verify: number
+  hedge?: boolean
 }
 
 export function generateCommand (): Command {
@@ -65,9 +69,11 @@ export function generateCommand (): Command {
     .option('--checkpoint <dir>', 'write the sampler state into DIR as the job runs, so --resume DIR can finish it')
     .option('--checkpoint-every <n>', 'steps between checkpoints', positiveInt('--checkpoint-every'), 1)
     .option('--resume <dir>', 'finish the checkpointed job in DIR (its options come from the checkpoint; it keeps checkpointing there)')
+    .option('--verify <rate>', 'volunteer meshes: recompute this fraction in [0, 1] of tasks (base stage runs, SSR windows) on a different peer and compare; a peer caught lying is dropped and its work redone (1 = every task checked, about twice the compute)', fraction('--verify'), 0)
+    .option('--hedge', 'also send an SSR window that runs long (2× the median) to an idle peer; the first answer wins')
   meshOptions(cmd)
   outputOptions(cmd)
-  return cmd.action(async (promptArg: string | undefined, opts: GenerateFlags) => {
+  return cmd.action(async (promptArg: string | undefined, opts: GenerateFlags & AccessFlags) => {
     const resumeFrom = opts.resume == null ? undefined : await readCheckpoint(opts.resume)
     // A resumed job is the job its checkpoint recorded; only where it runs and writes come from these flags.
     const job: JobSpec = resumeFrom?.record.job ?? {
@@ -106,6 +112,9 @@ export function generateCommand (): Command {
       transport: opts.transport,
       timeoutMs: opts.timeout * 1000,
       wire: opts.wire,
+      verify: opts.verify,
+      hedge: opts.hedge,
+      access: await loadAccess(opts),
       checkpoint: checkpointDir == null ? undefined : { dir: checkpointDir, every: opts.checkpointEvery },
       resumeFrom,
       onStep: (p) => {
@@ -128,11 +137,21 @@ export function generateCommand (): Command {
       secondsPerStep: round(result.secondsPerStep),
       utilisation: result.utilisation.map(round),
       forwardPasses: result.forwardPasses,
+      ...(result.verification != null ? { verification: result.verification } : {}),
       files: written
     }
     if (opts.json === true) console.log(JSON.stringify(summary))
     else if (opts.quiet !== true) console.log(`wrote ${written.join(', ')} (${summary.seconds} s, ${summary.secondsPerStep} s/step, ${extname(written[0] ?? '') || 'frames'})`)
   })
+}
+
+/** Commander parser for a fraction in [0, 1]. */
+function fraction (name: string) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`${name} must be a fraction in [0, 1].`)
+    return n
+  }
 }
 
 function round (x: number): number {
