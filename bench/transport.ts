@@ -1,126 +1,375 @@
 /**
- * Transport benchmark: one F32 tensor (64 MiB by default) moved through the
- * project's own tensor channel — an rpc `run.push` with one attached tensor,
- * timed from the call to its { ok: true } reply — over libp2p TCP and over
- * libp2p WebRTC-direct, against a raw node:net TCP socket on loopback whose
- * receiver copies into one preallocated buffer (as a tensor receiver must).
- * Both ends run in this process. Each figure is the median of several runs
- * after one warm-up. MB = 10^6 bytes.
+ * Transport benchmark: the project's tensor channel against two baselines,
+ * every pair measured back to back in the same round of one run (which runs
+ * first alternates between rounds); figures are medians of the per-round
+ * ratios (MB = 10^6 bytes). The TCP rounds run first, then the fresh-memory
+ * rounds, then the WebRTC rounds, so that one kind's after-effects (garbage
+ * to collect, busy native threads) do not land on another's.
  *
- *   node bench/transport.ts [--mib 64] [--reps 5] [--json]
+ * Layout: by default the receiving ends run in a child process and the
+ * sending ends in this one, as on a real link where each end has its own
+ * CPU (--one-process puts both ends in this process: then one core does the
+ * sender's and the receiver's encryption).
+ *
+ * - raw_tcp: a node:net socket on loopback (TCP_NODELAY); the sender writes
+ *   the bytes in 1 MiB slices, respecting 'drain'; the receiver copies every
+ *   chunk into one preallocated, pre-touched buffer and answers one byte when
+ *   the whole tensor is in. Timed from the first write to that byte.
+ * - tcp (the tensor channel over libp2p TCP): an rpc `run.push` with one F32
+ *   tensor attached (protocol/rpc.ts), between two createMeshNode() nodes
+ *   (Noise + yamux over TCP as the mesh configures them), timed from the call
+ *   to its { ok: true } reply. The server reads the tensor into one
+ *   preallocated, pre-touched buffer (handleRpc's `allocate` option), as
+ *   the raw receiver does, so both sides pay the same for memory.
+ *   wire_tcp_ratio = tcp MB/s ÷ raw_tcp MB/s, per round, median.
+ * - tcp_fresh_memory: the same call to a server with the default allocation,
+ *   a fresh buffer per tensor (what peers do today): first-touch page faults
+ *   cost the receiver ~0.4 ns/B on top, and collecting the freed buffers
+ *   more. tcp_fresh_memory_ratio reports it, from rounds of its own (paired
+ *   with raw TCP) after the others.
+ * - webrtc_naive (the baseline a libp2p user gets): two nodes from
+ *   createLibp2p({ transports: [webRTCDirect()], connectionEncrypters:
+ *   [noise()], streamMuxers: [yamux()] }) with every option at its default;
+ *   the sender opens a stream with dialProtocol and writes the tensor as
+ *   64 KiB `stream.send()` calls, awaiting `stream.onDrain()` whenever send
+ *   returns false; the receiver reads with `for await (const chunk of
+ *   stream)` and copies each chunk into one preallocated buffer, then sends
+ *   one byte back. Timed from dialProtocol to that byte.
+ * - webrtc (the tensor channel over WebRTC-direct): the rpc `run.push` as
+ *   for tcp (preallocated receive buffer, like the naive receiver), between
+ *   createMeshNode() nodes over WebRTC-direct.
+ *   wire_webrtc_gain = webrtc MB/s ÷ webrtc_naive MB/s, per round, median.
+ *
+ *   node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--json]
  */
+import { fork } from 'node:child_process'
 import { createServer, connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { webRTCDirect } from '@libp2p/webrtc'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { createMeshNode, loopbackListen } from '../src/mesh/node.ts'
-import type { TransportName } from '../src/mesh/node.ts'
+import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 
-const { values } = parseArgs({
-  options: {
-    mib: { type: 'string', default: '64' },
-    reps: { type: 'string', default: '5' },
-    json: { type: 'boolean', default: false }
-  }
-})
-const mib = Number(values.mib)
-const reps = Number(values.reps)
-if (!(mib > 0) || !Number.isInteger(reps) || reps < 1) {
-  console.error('usage: node bench/transport.ts [--mib 64] [--reps 5] [--json]')
-  process.exit(2)
-}
-const bytes = Math.round(mib * 1024 * 1024 / 4) * 4
-const log = (line: string): void => { if (values.json !== true) console.log(line) }
+const NAIVE_PROTOCOL = '/lumiere-bench/naive/1.0.0'
+const NAIVE_CHUNK = 64 * 1024
+const RAW_SLICE = 1024 * 1024
 
-function median (xs: number[]): number {
+export interface TransportOptions {
+  /** Tensor size for raw TCP and libp2p TCP (default 256 MiB). */
+  mib?: number
+  /** Tensor size for the WebRTC pair (default 64 MiB: WebRTC-direct moves tens of MB/s). */
+  webrtcMib?: number
+  rounds?: number
+  webrtc?: boolean
+  onePlace?: boolean
+  log?: (line: string) => void
+}
+
+export interface Series { mbps: number, runs: number[] }
+
+export interface TransportFigures {
+  wire_tcp_ratio: number
+  /** The tensor channel reading into fresh memory (the rpc default) ÷ raw TCP. */
+  tcp_fresh_memory_ratio: number
+  wire_webrtc_gain?: number
+  layout: 'two processes' | 'one process'
+  bytes: number
+  webrtc_bytes?: number
+  rounds: number
+  raw_tcp: Series
+  tcp: Series
+  tcp_fresh_memory: Series
+  webrtc_naive?: Series
+  webrtc?: Series
+  tcp_ratios: number[]
+  webrtc_gains?: number[]
+  /** The encryption the tensor channel's TCP connection negotiated. */
+  tcp_encryption?: string
+}
+
+// ------------------------------------------------------------ receivers
+
+interface ReceiverAddrs { raw: number, mesh: string[], meshFresh: string[], naive: string }
+
+/** Starts every receiving end; `bytes` / `webrtcBytes` size the baselines' preallocated buffers. */
+export async function startReceivers (bytes: number, webrtcBytes: number): Promise<{ addrs: ReceiverAddrs, stop: () => Promise<void> }> {
+  // raw TCP
+  const sink = new Uint8Array(bytes)
+  sink.fill(1) // pre-touched: no page faults while timing the baseline
+  const server = createServer((sock: Socket) => {
+    sock.setNoDelay(true)
+    let got = 0
+    sock.on('data', (chunk: Buffer) => {
+      const at = got % bytes
+      const take = Math.min(chunk.byteLength, bytes - at)
+      sink.set(take === chunk.byteLength ? chunk : chunk.subarray(0, take), at)
+      if (take < chunk.byteLength) sink.set(chunk.subarray(take), 0)
+      got += chunk.byteLength
+      if (got % bytes === 0) sock.write(Uint8Array.of(1))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+
+  // the tensor channel: a mesh node serving run.push over TCP and WebRTC-direct,
+  // reading tensors into a preallocated, pre-touched buffer like the baselines
+  const maxTensorBytes = Math.max(bytes, webrtcBytes)
+  const tensorSink = new Uint8Array(maxTensorBytes)
+  tensorSink.fill(1)
+  const mesh = await createMeshNode({ listen: [loopbackListen('tcp'), loopbackListen('webrtc')] })
+  await handleRpc(mesh, { 'run.push': async () => ({ body: { ok: true } }) }, { maxTensorBytes, allocate: (n) => tensorSink.subarray(0, n) })
+  // ... and one with the default allocation: fresh memory per tensor, as peers read activations today
+  const meshFresh = await createMeshNode({ listen: [loopbackListen('tcp')] })
+  await handleRpc(meshFresh, { 'run.push': async () => ({ body: { ok: true } }) }, { maxTensorBytes })
+
+  // the naive WebRTC baseline: default libp2p, for-await reader
+  const naive = await defaultWebRtcNode(true)
+  const naiveSink = new Uint8Array(webrtcBytes)
+  naiveSink.fill(1)
+  await naive.handle(NAIVE_PROTOCOL, async (stream) => {
+    let got = 0
+    for await (const chunk of stream) {
+      for (const piece of chunk instanceof Uint8Array ? [chunk] : chunk) {
+        naiveSink.set(piece.subarray(0, Math.min(piece.byteLength, webrtcBytes - got)), got)
+        got += piece.byteLength
+      }
+      if (got >= webrtcBytes) break
+    }
+    stream.send(Uint8Array.of(1))
+    await stream.close()
+  })
+  const naiveAddr = naive.getMultiaddrs().find((a) => a.toString().includes('/webrtc-direct'))
+  return {
+    addrs: { raw: (server.address() as AddressInfo).port, mesh: mesh.getMultiaddrs().map(String), meshFresh: meshFresh.getMultiaddrs().map(String), naive: String(naiveAddr) },
+    stop: async () => {
+      server.close()
+      await Promise.all([mesh.stop(), meshFresh.stop(), naive.stop()])
+    }
+  }
+}
+
+async function defaultWebRtcNode (listen: boolean): Promise<Libp2p> {
+  return createLibp2p({
+    addresses: { listen: listen ? ['/ip4/127.0.0.1/udp/0/webrtc-direct'] : [] },
+    transports: [webRTCDirect()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()]
+  })
+}
+
+// ------------------------------------------------------------ senders
+
+function makeTensor (bytes: number): Tensor {
+  const data = new Uint8Array(bytes)
+  const f = new Float32Array(data.buffer)
+  for (let i = 0; i < f.length; i++) f[i] = Math.sin(i) // touched, and not all zeros
+  return { dtype: 'F32', shape: [bytes / 4], data }
+}
+
+async function rawSender (port: number, tensor: Tensor): Promise<{ once: () => Promise<void>, close: () => void }> {
+  const sock = connect(port, '127.0.0.1')
+  sock.setNoDelay(true)
+  await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject) })
+  const data = tensor.data
+  return {
+    once: async () => {
+      const ack = new Promise<void>((resolve) => sock.once('data', () => { resolve() }))
+      for (let at = 0; at < data.byteLength; at += RAW_SLICE) {
+        if (!sock.write(data.subarray(at, Math.min(at + RAW_SLICE, data.byteLength)))) {
+          await new Promise<void>((resolve) => sock.once('drain', resolve))
+        }
+      }
+      await ack
+    },
+    close: () => { sock.destroy() }
+  }
+}
+
+function rpcSender (client: MeshNode, addr: Multiaddr, tensor: Tensor): () => Promise<void> {
+  return async () => {
+    await rpcCall(client, addr, 'run.push', { jobId: 'bench', runId: 'r', stage: 0 }, { tensors: { x: tensor }, timeoutMs: 600_000 })
+  }
+}
+
+function naiveSender (client: Libp2p, addr: Multiaddr, data: Uint8Array): () => Promise<void> {
+  return async () => {
+    const stream = await client.dialProtocol(addr, NAIVE_PROTOCOL)
+    const ack = (async () => { for await (const chunk of stream) return chunk })()
+    for (let at = 0; at < data.byteLength; at += NAIVE_CHUNK) {
+      if (!stream.send(data.subarray(at, Math.min(at + NAIVE_CHUNK, data.byteLength)))) await stream.onDrain()
+    }
+    await ack
+    await stream.close()
+  }
+}
+
+export function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
-function makeTensor (): Tensor {
-  const data = new Uint8Array(bytes)
-  const f = new Float32Array(data.buffer)
-  for (let i = 0; i < f.length; i += 1024) f[i] = i // touch every page; content is irrelevant
-  return { dtype: 'F32', shape: [bytes / 4], data }
+async function rate (bytes: number, once: () => Promise<void>): Promise<number> {
+  const t0 = performance.now()
+  await once()
+  return bytes / 1e6 / ((performance.now() - t0) / 1000)
 }
 
-async function measure (name: string, once: () => Promise<void>, runs: number): Promise<{ mbps: number, runs: number[] }> {
-  await once() // warm-up: connection set-up, JIT
-  const rates: number[] = []
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now()
-    await once()
-    const s = (performance.now() - t0) / 1000
-    rates.push(bytes / 1e6 / s)
-    log(`  ${name} run ${i + 1}: ${(bytes / 1e6 / s).toFixed(0)} MB/s`)
-  }
-  return { mbps: median(rates), runs: rates }
-}
+/** Starts the receivers in a child process (or here), runs the rounds, returns the figures. */
+export async function measureTransport (options: TransportOptions = {}): Promise<TransportFigures> {
+  const bytes = Math.round((options.mib ?? 256) * 1024 * 1024 / 4) * 4
+  const webrtcBytes = Math.round((options.webrtcMib ?? 64) * 1024 * 1024 / 4) * 4
+  const rounds = options.rounds ?? 9
+  const withWebrtc = options.webrtc !== false
+  const log = options.log ?? (() => {})
 
-async function rawTcp (tensor: Tensor): Promise<{ mbps: number, runs: number[] }> {
-  const sink = new Uint8Array(bytes)
-  const server = createServer((sock: Socket) => {
-    let got = 0
-    sock.on('data', (chunk: Buffer) => {
-      sink.set(chunk, got % bytes)
-      got += chunk.byteLength
-      if (got % bytes === 0) sock.write(Buffer.from([1]))
+  let addrs: ReceiverAddrs
+  let stopReceivers: () => Promise<void>
+  if (options.onePlace === true) {
+    const r = await startReceivers(bytes, webrtcBytes)
+    addrs = r.addrs
+    stopReceivers = r.stop
+  } else {
+    const child = fork(fileURLToPath(import.meta.url), ['--receivers', String(bytes), String(webrtcBytes)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    addrs = await new Promise<ReceiverAddrs>((resolve, reject) => {
+      child.once('message', (m) => { resolve(m as ReceiverAddrs) })
+      child.once('exit', (code) => { reject(new Error(`receiver process exited with code ${code}`)) })
     })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  const sock = connect(port, '127.0.0.1')
-  sock.setNoDelay(true)
-  await new Promise<void>(resolve => sock.once('connect', resolve))
-  const once = async (): Promise<void> => {
-    const ack = new Promise<void>(resolve => sock.once('data', () => { resolve() }))
-    for (let at = 0; at < bytes; at += 1024 * 1024) {
-      if (!sock.write(tensor.data.subarray(at, Math.min(at + 1024 * 1024, bytes)))) {
-        await new Promise<void>(resolve => sock.once('drain', resolve))
+    stopReceivers = async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+
+  const tensor = makeTensor(bytes)
+  const meshClient = await createMeshNode()
+  // A node of its own for WebRTC: libp2p reuses an open connection to a peer
+  // whatever address is dialled, so this one must never hold a TCP connection.
+  const rtcClient = withWebrtc ? await createMeshNode() : undefined
+  const naiveClient = withWebrtc ? await defaultWebRtcNode(false) : undefined
+  const raw = await rawSender(addrs.raw, tensor)
+  try {
+    const tcpAddr = multiaddr(addrs.mesh.find((a) => a.includes('/tcp/')) ?? '')
+    const rtcAddr = multiaddr(addrs.mesh.find((a) => a.includes('/webrtc-direct')) ?? '')
+    const tcp = rpcSender(meshClient, tcpAddr, tensor)
+    const fresh = rpcSender(meshClient, multiaddr(addrs.meshFresh.find((a) => a.includes('/tcp/')) ?? ''), tensor)
+    const small: Tensor = { dtype: 'F32', shape: [webrtcBytes / 4], data: tensor.data.subarray(0, webrtcBytes) }
+    const rtc = rtcClient != null ? rpcSender(rtcClient, rtcAddr, small) : undefined
+    const naive = naiveClient != null ? naiveSender(naiveClient, multiaddr(addrs.naive), small.data) : undefined
+    if ((naive == null) !== (rtc == null)) throw new Error('unreachable')
+
+    // warm-up: connections, JIT, the receivers' first allocations
+    await raw.once()
+    await tcp()
+
+    const series: Record<'raw' | 'tcp' | 'fresh' | 'naive' | 'rtc', number[]> = { raw: [], tcp: [], fresh: [], naive: [], rtc: [] }
+    const tcpRatios: number[] = []
+    const freshRatios: number[] = []
+    const gains: number[] = []
+    // Each pair alternates which of its two runs first, round by round, so
+    // that a drift in the machine's load favours neither.
+    const pair = async (r: number, n: number, first: () => Promise<void>, second: () => Promise<void>): Promise<[number, number]> => {
+      if (r % 2 === 0) {
+        const a = await rate(n, first)
+        return [a, await rate(n, second)]
+      }
+      const b = await rate(n, second)
+      return [await rate(n, first), b]
+    }
+    for (let r = 0; r < rounds; r++) {
+      const [a, b] = await pair(r, bytes, raw.once, tcp)
+      series.raw.push(a)
+      series.tcp.push(b)
+      tcpRatios.push(b / a)
+      log(`  TCP round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, tensor channel over libp2p TCP ${b.toFixed(0)} MB/s (ratio ${(b / a).toFixed(3)})`)
+    }
+    // In rounds of their own, after the others: the freed 256 MiB buffers of
+    // this server make the receiving process collect and unmap them during
+    // later transfers, which would slow whatever runs then.
+    for (let r = 0; r < Math.max(3, Math.ceil(rounds / 3)); r++) {
+      const [a, e] = await pair(r, bytes, raw.once, fresh)
+      series.fresh.push(e)
+      freshRatios.push(e / a)
+      log(`  fresh-memory round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, tensor channel into fresh memory ${e.toFixed(0)} MB/s (ratio ${(e / a).toFixed(3)})`)
+    }
+    // WebRTC last as well: node-datachannel's threads stay busy for a while
+    // after a transfer and would slow a TCP run that followed.
+    if (naive != null && rtc != null) {
+      await naive()
+      await rtc()
+      for (let r = 0; r < rounds; r++) {
+        const [c, d] = await pair(r, webrtcBytes, naive, rtc)
+        series.naive.push(c)
+        series.rtc.push(d)
+        gains.push(d / c)
+        log(`  WebRTC round ${r + 1}: default libp2p stream ${c.toFixed(0)} MB/s, tensor channel ${d.toFixed(0)} MB/s (gain ${(d / c).toFixed(2)})`)
       }
     }
-    await ack
-  }
-  try {
-    return await measure('raw-tcp', once, reps)
-  } finally {
-    sock.destroy()
-    server.close()
-  }
-}
-
-async function libp2p (transport: TransportName, tensor: Tensor, runs: number): Promise<{ mbps: number, runs: number[] }> {
-  const server = await createMeshNode({ listen: [loopbackListen(transport)] })
-  const client = await createMeshNode()
-  try {
-    await handleRpc(server, { 'run.push': async () => ({ body: { ok: true } }) }, { maxTensorBytes: bytes })
-    const want = transport === 'tcp' ? '/tcp/' : '/webrtc-direct'
-    const addr = server.getMultiaddrs().find(a => a.toString().includes(want))
-    if (addr == null) throw new Error(`no ${transport} listen address`)
-    const once = async (): Promise<void> => {
-      await rpcCall(client, addr, 'run.push', { jobId: 'bench', runId: 'r', stage: 0 }, { tensors: { x: tensor }, timeoutMs: 120_000 })
+    const s = (xs: number[]): Series => ({ mbps: Math.round(median(xs)), runs: xs.map((x) => Math.round(x)) })
+    const fix = (x: number): number => Number(x.toFixed(3))
+    const encryption = meshClient.getConnections()[0]?.encryption
+    const rtcPath = rtcClient?.getConnections().map((c) => c.remoteAddr.toString())
+    if (rtcPath != null && !rtcPath.every((a) => a.includes('/webrtc-direct'))) throw new Error(`the WebRTC client holds a non-WebRTC connection: ${rtcPath.join(', ')}`)
+    return {
+      wire_tcp_ratio: fix(median(tcpRatios)),
+      tcp_fresh_memory_ratio: fix(median(freshRatios)),
+      ...(naive != null ? { wire_webrtc_gain: fix(median(gains)) } : {}),
+      layout: options.onePlace === true ? 'one process' : 'two processes',
+      bytes,
+      ...(naive != null ? { webrtc_bytes: webrtcBytes } : {}),
+      rounds,
+      raw_tcp: s(series.raw),
+      tcp: s(series.tcp),
+      tcp_fresh_memory: s(series.fresh),
+      ...(naive != null ? { webrtc_naive: s(series.naive), webrtc: s(series.rtc) } : {}),
+      tcp_ratios: tcpRatios.map(fix),
+      ...(naive != null ? { webrtc_gains: gains.map(fix) } : {}),
+      ...(encryption != null ? { tcp_encryption: encryption } : {})
     }
-    return await measure(`libp2p-${transport}`, once, runs)
   } finally {
-    await client.stop()
-    await server.stop()
+    raw.close()
+    await Promise.all([meshClient.stop(), rtcClient?.stop(), naiveClient?.stop()])
+    await stopReceivers()
   }
 }
 
-const tensor = makeTensor()
-log(`moving one F32 tensor of ${(bytes / 1024 / 1024).toFixed(0)} MiB, median of ${reps} runs (MB = 10^6 bytes), node ${process.version}`)
-const raw = await rawTcp(tensor)
-const tcp = await libp2p('tcp', tensor, reps)
-const webrtc = await libp2p('webrtc', tensor, Math.max(1, Math.min(reps, 3)))
-const row = (name: string, r: { mbps: number }): string => `${name.padEnd(14)} ${r.mbps.toFixed(0).padStart(5)} MB/s  ratio ${(r.mbps / raw.mbps).toFixed(2)}`
-
-if (values.json === true) {
-  const entry = (r: { mbps: number, runs: number[] }): object => ({ mbps: Math.round(r.mbps), ratio: Number((r.mbps / raw.mbps).toFixed(3)), runs: r.runs.map(x => Math.round(x)) })
-  console.log(JSON.stringify({ bytes, mib: bytes / 1024 / 1024, reps, node: process.version, channel: 'rpc run.push, one attached tensor', rawTcp: entry(raw), tcp: entry(tcp), webrtc: entry(webrtc) }))
-} else {
-  console.log(row('raw-tcp', raw))
-  console.log(row('tcp', tcp))
-  console.log(row('webrtc', webrtc))
+if (import.meta.main) {
+  if (process.argv[2] === '--receivers') {
+    const r = await startReceivers(Number(process.argv[3]), Number(process.argv[4]))
+    process.once('SIGTERM', () => { void r.stop().finally(() => process.exit(0)) })
+    process.send?.(r.addrs)
+  } else {
+    const { values } = parseArgs({
+      options: {
+        mib: { type: 'string', default: '256' },
+        'webrtc-mib': { type: 'string', default: '64' },
+        rounds: { type: 'string', default: '9' },
+        'one-process': { type: 'boolean', default: false },
+        'no-webrtc': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false }
+      }
+    })
+    const rounds = Number(values.rounds)
+    if (!(Number(values.mib) > 0) || !(Number(values['webrtc-mib']) > 0) || !Number.isInteger(rounds) || rounds < 1) {
+      console.error('usage: node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--no-webrtc] [--json]')
+      process.exit(2)
+    }
+    const log = (line: string): void => { if (values.json !== true) console.log(line) }
+    log(`tensor channel vs baselines, ${values['one-process'] === true ? 'both ends in this process' : 'receivers in a child process'}, node ${process.version}`)
+    const f = await measureTransport({ mib: Number(values.mib), webrtcMib: Number(values['webrtc-mib']), rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
+    if (values.json === true) console.log(JSON.stringify(f))
+    else {
+      log(`wire_tcp_ratio   ${f.wire_tcp_ratio}  (raw TCP ${f.raw_tcp.mbps} MB/s, tensor channel ${f.tcp.mbps} MB/s, ${f.tcp_encryption ?? '?'}; into fresh memory ${f.tcp_fresh_memory.mbps} MB/s, ratio ${f.tcp_fresh_memory_ratio})`)
+      if (f.wire_webrtc_gain != null) log(`wire_webrtc_gain ${f.wire_webrtc_gain}  (naive ${f.webrtc_naive?.mbps} MB/s, tensor channel ${f.webrtc?.mbps} MB/s)`)
+    }
+  }
 }
