@@ -5,11 +5,17 @@ import { rpcCall } from '../protocol/rpc.ts'
 import { Inbox } from './inbox.ts'
 import type { Capabilities } from '../peer/capabilities.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
+import type { AccessConfig } from '../src/mesh/access.ts'
 
 export interface PeerInfo {
   id: string
   addrs: string[]
   capabilities: Capabilities
+}
+
+export interface CoordinatorStartOptions {
+  /** Pre-shared key, peer allowlist and identity of the coordinator's node (access.ts). */
+  access?: AccessConfig
 }
 
 export interface ConnectOptions {
@@ -25,15 +31,19 @@ export interface ConnectOptions {
 export class Coordinator {
   readonly node: MeshNode
   readonly inbox: Inbox
+  /** The peers this coordinator may connect with (--allow), when limited; add ids to let more in. */
+  readonly allow: Set<string> | undefined
 
-  private constructor (node: MeshNode, inbox: Inbox) {
+  private constructor (node: MeshNode, inbox: Inbox, allow?: Set<string>) {
     this.node = node
     this.inbox = inbox
+    this.allow = allow
   }
 
-  static async start (): Promise<Coordinator> {
-    const node = await createMeshNode()
-    return new Coordinator(node, await Inbox.start(node))
+  static async start (options: CoordinatorStartOptions = {}): Promise<Coordinator> {
+    const { privateKey, psk, allow } = options.access ?? {}
+    const node = await createMeshNode({ ...(privateKey != null ? { privateKey } : {}), access: { ...(psk != null ? { psk } : {}), ...(allow != null ? { allow } : {}) } })
+    return new Coordinator(node, await Inbox.start(node), allow)
   }
 
   /** Dials each peer and asks for its capabilities; an unreachable peer is an error naming it. */
@@ -48,12 +58,16 @@ export class Coordinator {
       if (ma.getComponents().find((c) => c.name === 'p2p') == null) {
         throw new LumiereError('BAD_ARGUMENT', `peer address '${addr}' lacks its /p2p/<peer id>; copy the full address the peer printed`)
       }
+      const id = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
+      if (this.allow != null && id != null && !this.allow.has(id)) {
+        throw new LumiereError('PEER_UNREACHABLE', `peer ${addr} is not in this coordinator's --allow list; add ${id} to it`)
+      }
       try {
         const { body } = await rpcCall(this.node, ma, 'capabilities', {}, { signal: options.signal, timeoutMs: options.timeoutMs ?? 15_000 })
         return { id: body.peerId, addrs: [addr], capabilities: body }
       } catch (err) {
         if (err instanceof LumiereError && err.code !== 'PEER_UNREACHABLE' && err.code !== 'DEADLINE_EXCEEDED') throw err
-        throw new LumiereError('PEER_UNREACHABLE', `cannot reach peer ${addr}: ${err instanceof Error ? err.message : String(err)} — is 'lumiere peer' running there?`)
+        throw new LumiereError('PEER_UNREACHABLE', `cannot reach peer ${addr}: ${err instanceof Error ? err.message : String(err)} — is 'lumiere peer' running there? On a private mesh both sides need the same --psk key, and each side's --allow must list the other`)
       }
     }))
     const seen = new Set<string>()

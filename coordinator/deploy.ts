@@ -54,7 +54,7 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
     const stage = extractStage(model, dag, s.nodes)
     const bytes = encodeModel(stage.model)
     const peer = peers.find((p) => p.id === s.peer)
-    const graph: StageGraph = { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs }
+    const graph: StageGraph = { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs, estimatedBytes: s.paramBytes + s.peakActivationBytes }
     if (style != null) {
       const subset = styleSubset(stage.model, style.tensors)
       if (Object.keys(subset).length > 0) {

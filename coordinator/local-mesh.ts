@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,6 +7,7 @@ import { setTimeout as wait } from 'node:timers/promises'
 import { LumiereError } from '../src/errors.ts'
 import { loopbackListen } from '../src/mesh/node.ts'
 import { EXIT_WITH_PARENT } from '../peer/lifeline.ts'
+import { writeIdentity } from '../src/mesh/access.ts'
 import type { ChildProcess } from 'node:child_process'
 import type { TransportName } from '../src/mesh/node.ts'
 
@@ -25,7 +26,23 @@ export interface LocalMesh {
   stop: () => Promise<void>
 }
 
+/** Access settings for local peers (src/mesh/access.ts). */
+export interface LocalMeshAccess {
+  /** Swarm key bytes: written to the mesh's temp folder (0600) and given to every peer as --psk. */
+  psk?: Uint8Array
+  /**
+   * Peer ids the local peers may connect with (--allow), e.g. the
+   * coordinator's. Each peer then gets a fresh identity made here, and the
+   * ids of all local peers are added to every peer's list.
+   */
+  allow?: string[]
+  /** Coordinators the local peers take jobs from (--trust). */
+  trust?: string[]
+}
+
 export interface LocalMeshOptions {
+  /** Pre-shared key, allowlist and trust for the peers. */
+  access?: LocalMeshAccess
   transport?: TransportName
   cacheDir?: string
   /** Extra `lumiere peer` arguments for peer i (tests: --throttle). */
@@ -44,9 +61,13 @@ export async function startLocalMesh (k: number, options: LocalMeshOptions = {})
   const dir = await mkdtemp(join(tmpdir(), 'lumiere-mesh-'))
   // K peers share this machine's cores; more threads would only contend.
   const threads = Math.max(1, Math.floor(availableParallelism() / k))
+  const accessArgs = await localAccessArgs(k, dir, options.access).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true })
+    throw err
+  })
   const started = await Promise.allSettled(Array.from({ length: k }, async (_, i) => spawnPeer([
     '--listen', loopbackListen(options.transport ?? 'tcp'), '--addr-file', join(dir, `peer-${i}.addrs`), '--threads', String(threads),
-    ...(options.cacheDir != null ? ['--cache', options.cacheDir] : []), ...(options.extraArgs?.(i) ?? [])
+    ...(options.cacheDir != null ? ['--cache', options.cacheDir] : []), ...accessArgs(i), ...(options.extraArgs?.(i) ?? [])
   ], options)))
   const peers = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
   const stop = async (): Promise<void> => {
@@ -59,6 +80,22 @@ export async function startLocalMesh (k: number, options: LocalMeshOptions = {})
     throw failed.reason
   }
   return { peers, stop }
+}
+
+/** The access arguments of local peer i: --psk (a key file in `dir`), --identity/--allow, --trust. */
+async function localAccessArgs (k: number, dir: string, access: LocalMeshAccess = {}): Promise<(i: number) => string[]> {
+  const common: string[] = []
+  if (access.psk != null) {
+    const file = join(dir, 'swarm.key')
+    await writeFile(file, access.psk, { mode: 0o600 })
+    common.push('--psk', file)
+  }
+  if (access.trust != null) common.push('--trust', access.trust.join(','))
+  if (access.allow == null) return () => common
+  const identities = Array.from({ length: k }, (_, i) => join(dir, `peer-${i}.key`))
+  const ids = await Promise.all(identities.map(async (file) => writeIdentity(file)))
+  const allow = [...new Set([...access.allow, ...ids])].join(',')
+  return (i) => [...common, '--identity', identities[i], '--allow', allow]
 }
 
 /** Starts one `lumiere peer` process with the given arguments (which must include --addr-file). */

@@ -4,6 +4,7 @@ import { startLocalMesh } from './local-mesh.ts'
 import type { PeerInfo } from './coordinator.ts'
 import type { LocalMesh } from './local-mesh.ts'
 import type { TransportName } from '../src/mesh/node.ts'
+import type { AccessConfig } from '../src/mesh/access.ts'
 
 export interface MeshOptions {
   /** Multiaddrs of running peers. */
@@ -14,6 +15,13 @@ export interface MeshOptions {
   signal?: AbortSignal
   /** Extra `lumiere peer` arguments for local peer i (tests, demos: --throttle). */
   localPeerArgs?: (i: number) => string[]
+  /**
+   * The coordinator's pre-shared key, peer allowlist and identity (access.ts).
+   * Local peers get the same key, take jobs only from this coordinator
+   * (--trust), and with an allowlist are let in by the coordinator (and
+   * allow it and each other).
+   */
+  access?: AccessConfig
 }
 
 export interface MeshSession {
@@ -28,10 +36,16 @@ export interface MeshSession {
 export async function withMesh<T> (options: MeshOptions, work: (mesh: MeshSession) => Promise<T>): Promise<T> {
   if ((options.peers == null) === (options.local == null)) throw new LumiereError('BAD_ARGUMENT', 'give either --local K or --peers ADDR[,ADDR…]')
   let local: LocalMesh | undefined
-  const coordinator = await Coordinator.start()
+  const coordinator = await Coordinator.start({ access: options.access })
   try {
     if (options.local != null) {
-      local = await startLocalMesh(options.local, { transport: options.transport, signal: options.signal, extraArgs: options.localPeerArgs })
+      const self = coordinator.node.peerId.toString()
+      const access = { psk: options.access?.psk, trust: [self], ...(coordinator.allow != null ? { allow: [self] } : {}) }
+      local = await startLocalMesh(options.local, { transport: options.transport, signal: options.signal, extraArgs: options.localPeerArgs, access })
+      for (const p of local.peers) for (const a of p.addrs) {
+        const id = a.split('/p2p/')[1]
+        if (id != null) coordinator.allow?.add(id)
+      }
     }
     const addrs = local != null ? local.peers.map((p) => pickAddr(p.addrs, options.transport ?? 'tcp')) : (options.peers ?? [])
     const peers = await coordinator.connect(addrs, { signal: options.signal })

@@ -107,7 +107,7 @@ export class Pipeline {
     inbox.open(p.jobId, stages.map((s) => s.peer))
     try {
       await Promise.all([...p.routes.byPeer].map(async ([peer, routes]) => {
-        await rpcCall(node, p.target(peer), 'job.setup', { jobId: p.jobId, stages: routes, coordinator: node.peerId.toString(), wire: p.wire }, call)
+        await rpcCall(node, p.target(peer), 'job.setup', { jobId: p.jobId, stages: routes, coordinator: node.peerId.toString(), wire: p.wire, peers: [...p.routes.byPeer.keys()] }, call)
       }))
     } catch (err) {
       await p.close()

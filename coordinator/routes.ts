@@ -9,6 +9,8 @@ export interface PlacedStage {
   addrs: string[]
   inputs: string[]
   outputs: string[]
+  /** Memory estimate (parameters + peak activations), bytes, passed to the peer in job.setup. */
+  estimatedBytes?: number
 }
 
 export interface Routes {
@@ -49,7 +51,7 @@ export function routeStages (stages: PlacedStage[], graphInputs: string[], graph
       return { name, to }
     }).filter((o) => o.to.length > 0)
     const list = byPeer.get(s.peer) ?? []
-    list.push({ index: s.index, hash: s.hash, inputs: s.inputs, outputs })
+    list.push({ index: s.index, hash: s.hash, inputs: s.inputs, outputs, ...(s.estimatedBytes != null ? { estimatedBytes: s.estimatedBytes } : {}) })
     byPeer.set(s.peer, list)
   }
   return { byPeer, feeds }

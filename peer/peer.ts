@@ -4,7 +4,12 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError } from '../src/errors.ts'
 import { createMeshNode } from '../src/mesh/node.ts'
 import { MAX_MESSAGE_LENGTH } from '../protocol/messages.ts'
-import { handleRpc, rpcCall } from '../protocol/rpc.ts'
+import { DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_TENSOR_BYTES, handleRpc, rpcCall } from '../protocol/rpc.ts'
+import { checkTrust } from '../src/mesh/access.ts'
+import { MemoryBudget, inspectStage } from './limits.ts'
+import type { StageCost } from './limits.ts'
+import type { MeshAccess } from '../src/mesh/access.ts'
+import type { PrivateKey } from '@libp2p/interface'
 import { detectProviders, measureCapabilities } from './capabilities.ts'
 import { Executor } from './executor.ts'
 import { JobTable, sessionKey } from './jobs.ts'
@@ -22,7 +27,17 @@ export interface PeerOptions {
   providers?: string[]
   threads?: number
   throttle?: number
+  /** Test and demo option: perturb a stage run's outputs with this probability (a lying peer; jobs.ts). */
+  faulty?: number
   log: Logger
+  /** Pre-shared key and peer-id allowlist of the node (access.ts). */
+  access?: MeshAccess
+  /** Stable identity (--identity); default a fresh one per start. */
+  privateKey?: PrivateKey
+  /** Coordinators whose jobs this peer takes (--trust); undefined = any. */
+  trust?: ReadonlySet<string>
+  /** Memory budget, bytes (--memory): reported as free memory and enforced on job.setup. */
+  memoryBytes?: number
 }
 
 export interface RunningPeer {
@@ -49,7 +64,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const cache = new StageCache(options.cacheDir)
   const providers = await detectProviders(options.providers)
   const executor = new Executor({ providers, threads: options.threads, throttle: options.throttle })
-  const node = await createMeshNode({ listen: options.listen })
+  const node = await createMeshNode({ listen: options.listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
   const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
   const loaded = new Set<string>()
   /** Loads under way, by executor key: concurrent setups share one. */
@@ -60,6 +75,19 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const releasing = new Map<string, Promise<void>>()
   /** job.setup calls in progress: eviction waits for a moment with none. */
   let settingUp = 0
+  const budget = options.memoryBytes != null ? new MemoryBudget(options.memoryBytes) : undefined
+  /** Parameter bytes of stage graphs, by hash (counted when they arrive, or when first set up after a restart). */
+  const paramBytes = new Map<string, number>()
+  const stageParams = async (hash: string): Promise<number> => {
+    let n = paramBytes.get(hash)
+    if (n == null) {
+      const bytes = await cache.get(hash)
+      if (bytes == null) throw new LumiereError('STAGE_UNKNOWN', `stage ${hash} is not cached on this peer; send it with stage.put first`)
+      n = inspectStage(bytes, `stage ${hash}`).paramBytes
+      paramBytes.set(hash, n)
+    }
+    return n
+  }
 
   const load = async (hash: string, style?: { hash: string, alpha: number }): Promise<void> => {
     const key = sessionKey(hash, style)
@@ -91,6 +119,31 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       if (inUse.has(key) || loading.has(key) || ++idle <= IDLE_STYLED_SESSIONS) continue
       styled.splice(i, 1)
       loaded.delete(key)
+      victims.push(key)
+    }
+    await Promise.all(victims.map(async (key) => {
+      const done = executor.release(key).catch(() => {}).finally(() => { releasing.delete(key) })
+      releasing.set(key, done)
+      await done
+    }))
+  }
+
+  /**
+   * With --memory: releases sessions no open job uses (oldest first) while
+   * they would hold the peer over its budget, so finished jobs do not pile up
+   * loaded models. Like evictStyled, only at a moment with no setup under way.
+   */
+  const evictOverBudget = async (): Promise<void> => {
+    if (budget == null || settingUp > 0) return
+    const inUse = jobs.keysInUse()
+    const idle = [...loaded].filter((key) => !inUse.has(key) && !loading.has(key))
+    let total = budget.committed(inUse) + idle.reduce((sum, key) => sum + budget.cost(key), 0)
+    const victims: string[] = []
+    for (const key of idle) {
+      if (total <= budget.budget) break
+      total -= budget.cost(key)
+      loaded.delete(key)
+      if (styled.includes(key)) styled.splice(styled.indexOf(key), 1)
       victims.push(key)
     }
     await Promise.all(victims.map(async (key) => {
@@ -134,23 +187,41 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     report: async (job, runId, stage, err) => {
       await rpcCall(node, peerIdFromString(job.coordinator), 'run.failed', { jobId: job.id, runId, stage, code: err.code, message: err.message.slice(0, MAX_MESSAGE_LENGTH) }, { timeoutMs: 10_000 })
     }
-  }, options.log)
+  }, options.log, { faulty: options.faulty })
 
   await handleRpc(node, {
     ping: async () => ({ body: { time: Date.now() } }),
-    capabilities: async () => ({ body: { ...capabilities, cachedStages: await cache.count() } }),
+    capabilities: async () => ({
+      body: {
+        ...capabilities,
+        ...(budget != null ? { memoryBytes: budget.total(), freeMemoryBytes: budget.free(jobs.keysInUse()) } : {}),
+        cachedStages: await cache.count()
+      }
+    }),
     'stage.has': async ({ body }) => ({ body: { present: body.kind === 'style' ? await cache.hasStyle(body.hash) : await cache.has(body.hash) } }),
     'stage.put': async ({ body, tensors }) => {
       if (body.kind === 'style') await cache.putStyle(body.hash, tensors.model.data)
-      else await cache.put(body.hash, tensors.model.data)
+      else {
+        // Not ONNX, or weights outside the graph: refused before it is stored.
+        const { paramBytes: n } = inspectStage(tensors.model.data, `stage ${body.hash.slice(0, 80)}`)
+        await cache.put(body.hash, tensors.model.data)
+        paramBytes.set(body.hash, n)
+      }
       return { body: { ok: true } }
     },
     'job.setup': async ({ body }) => {
+      let release = (): void => {}
+      if (budget != null) {
+        const costs: StageCost[] = []
+        for (const s of body.stages) costs.push({ index: s.index, key: sessionKey(s.hash, s.style), paramBytes: await stageParams(s.hash), estimatedBytes: s.estimatedBytes })
+        release = budget.reserve(costs, jobs.keysInUse())
+      }
       settingUp++
       try {
-        await jobs.setup(body.jobId, body.coordinator, body.stages, body.wire)
+        await jobs.setup(body.jobId, body.coordinator, body.stages, body.wire, body.peers)
       } finally {
         settingUp--
+        release()
       }
       return { body: { ok: true } }
     },
@@ -162,7 +233,17 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     'job.close': async ({ body }) => {
       await jobs.close(body.jobId)
       await evictStyled()
+      await evictOverBudget()
       return { body: { ok: true } }
+    }
+  }, {
+    // Bounded per connection (excess streams are reset) and in upload size; explicit, so a peer never relies on a default changing.
+    maxInboundStreams: DEFAULT_MAX_INBOUND_STREAMS,
+    maxTensorBytes: Math.min(DEFAULT_MAX_TENSOR_BYTES, options.memoryBytes ?? Infinity),
+    authorize: ({ type, body, from }) => {
+      if (options.trust == null) return
+      const jobId = (body as { jobId?: unknown }).jobId
+      checkTrust({ trusted: options.trust }, type, from.toString(), typeof jobId === 'string' ? jobs.membership(jobId) : undefined, body)
     }
   })
 

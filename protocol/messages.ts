@@ -88,7 +88,13 @@ export const stageSpecSchema = z.strictObject({
   hash,
   inputs: z.array(valueName).max(MAX_STAGE_VALUES),
   outputs: z.array(stageOutputSchema).max(MAX_STAGE_VALUES),
-  style: stageStyleSchema.optional()
+  style: stageStyleSchema.optional(),
+  /**
+   * The coordinator's estimate of the stage's memory, bytes: parameters +
+   * peak activations (plan.ts). A peer with a --memory budget checks it (and
+   * its own count of the graph's parameters) before loading the stage.
+   */
+  estimatedBytes: z.number().min(0).max(Number.MAX_SAFE_INTEGER).optional()
 })
 
 /**
@@ -114,7 +120,9 @@ export const requestSchemas = {
     stages: z.array(stageSpecSchema).min(1).max(MAX_STAGES),
     coordinator: peerId,
     /** 'f16': float32 tensors travel as float16 and are widened back before use. */
-    wire: z.enum(['f32', 'f16']).optional()
+    wire: z.enum(['f32', 'f16']).optional(),
+    /** Every peer of the job: a peer that trusts only some coordinators (--trust) takes run.push for this job from these. */
+    peers: z.array(peerId).max(MAX_STAGES).optional()
   }).superRefine((body, ctx) => {
     const seen = new Set<number>()
     body.stages.forEach((s, i) => {

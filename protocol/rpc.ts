@@ -22,6 +22,7 @@ import {
 import type { RequestBodies, RequestType, ResponseBodies, ResponseEnvelope, WireError } from './messages.ts'
 import { StreamReader, packMessage, readPrefixed, sendPrefixed, streamError, unpackMessage } from './stream-io.ts'
 import { readTensorFrame, writeTensorFrame } from './tensor-frame.ts'
+import type { TensorFrameHeader } from './tensor-frame.ts'
 
 export const DEFAULT_RPC_TIMEOUT_MS = 60_000
 /** Default bound on the total bytes of tensors attached to one message. */
@@ -49,7 +50,12 @@ export interface RpcCallOptions {
   timeoutMs?: number
   /** Bound on the total bytes of tensors in the response (default 1 GiB). */
   maxTensorBytes?: number
+  /** Allocates each response tensor's buffer (see ReadFrameOptions.allocate; default: fresh memory). */
+  allocate?: TensorAllocator
 }
+
+/** Hands out the buffer a received tensor is read into: exactly byteLength bytes, not in use elsewhere. */
+export type TensorAllocator = (byteLength: number, header: TensorFrameHeader) => Uint8Array
 
 export interface RpcResult<T extends RequestType> {
   body: ResponseBodies[T]
@@ -118,7 +124,7 @@ export async function rpcCall<T extends RequestType> (
 
     let response: { env: ResponseEnvelope<T>, tensors: Record<string, Tensor> }
     try {
-      response = await readResponse(reader, type, id, maxTensorBytes, signal)
+      response = await readResponse(reader, type, id, maxTensorBytes, signal, options.allocate)
     } catch (err) {
       if (signal.aborted) throw signal.reason
       throw err
@@ -144,19 +150,19 @@ export async function rpcCall<T extends RequestType> (
   }
 }
 
-async function readResponse<T extends RequestType> (reader: StreamReader, type: T, id: string, maxTensorBytes: number, signal: AbortSignal): Promise<{ env: ResponseEnvelope<T>, tensors: Record<string, Tensor> }> {
+async function readResponse<T extends RequestType> (reader: StreamReader, type: T, id: string, maxTensorBytes: number, signal: AbortSignal, allocate?: TensorAllocator): Promise<{ env: ResponseEnvelope<T>, tensors: Record<string, Tensor> }> {
   const raw = unpackMessage(await readPrefixed(reader, MAX_ENVELOPE_BYTES, 'response envelope', signal), 'response envelope')
   const env = parseResponse(type, raw)
   if (env.id !== id && !(!env.ok && env.id === '')) throw new LumiereError('PROTOCOL', `response id ${JSON.stringify(env.id)} does not match request id ${id}`)
   const tensors: Record<string, Tensor> = {}
-  if (env.ok) await readTensors(reader, env.tensors, maxTensorBytes, tensors, signal)
+  if (env.ok) await readTensors(reader, env.tensors, maxTensorBytes, tensors, signal, allocate)
   return { env, tensors }
 }
 
-async function readTensors (reader: StreamReader, count: number, maxTensorBytes: number, into: Record<string, Tensor>, signal: AbortSignal): Promise<void> {
+async function readTensors (reader: StreamReader, count: number, maxTensorBytes: number, into: Record<string, Tensor>, signal: AbortSignal, allocate?: TensorAllocator): Promise<void> {
   let budget = maxTensorBytes
   for (let i = 0; i < count; i++) {
-    const { name, tensor } = await readTensorFrame(reader, { maxBytes: budget, signal })
+    const { name, tensor } = await readTensorFrame(reader, { maxBytes: budget, signal, ...(allocate != null ? { allocate } : {}) })
     if (Object.hasOwn(into, name)) throw new LumiereError('PROTOCOL', `tensor '${name}' attached twice`)
     Object.defineProperty(into, name, { value: tensor, enumerable: true, writable: true, configurable: true })
     budget -= tensor.data.byteLength
@@ -210,6 +216,15 @@ export interface HandleRpcOptions {
   maxDeadlineMs?: number
   /** Called with unexpected (non-LumiereError) handler failures, which the caller only sees as INTERNAL. */
   onError?: (err: unknown, context: { type: string, from: PeerId }) => void
+  /**
+   * Decides whether `from` may make this (validated) request; throw a
+   * LumiereError (e.g. UNTRUSTED) to refuse it. Runs before the BUSY check
+   * and before any attached tensor is read, so a refused upload costs
+   * nothing. Default: everything is allowed.
+   */
+  authorize?: (req: { type: RequestType, body: unknown, from: PeerId }) => void | Promise<void>
+  /** Allocates each request tensor's buffer (see ReadFrameOptions.allocate; default: fresh memory). */
+  allocate?: TensorAllocator
 }
 
 export interface RpcServer {
@@ -222,7 +237,7 @@ export interface RpcServer {
 interface Dispatcher {
   node: RpcNode
   handlers: Map<RequestType, { handler: RpcHandler<any>, owner: object }>
-  options: Required<Omit<HandleRpcOptions, 'onError'>> & Pick<HandleRpcOptions, 'onError'>
+  options: Required<Omit<HandleRpcOptions, 'onError' | 'authorize' | 'allocate'>> & Pick<HandleRpcOptions, 'onError' | 'authorize' | 'allocate'>
   active: number
   inflight: Set<{ owner: object, controller: AbortController }>
   registered: Promise<void> | undefined
@@ -247,7 +262,9 @@ export async function handleRpc (node: RpcNode, handlers: RpcHandlers, options: 
         maxInboundStreams: options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
         envelopeTimeoutMs: options.envelopeTimeoutMs ?? DEFAULT_ENVELOPE_TIMEOUT_MS,
         maxDeadlineMs: options.maxDeadlineMs ?? DEFAULT_MAX_DEADLINE_MS,
-        onError: options.onError
+        onError: options.onError,
+        authorize: options.authorize,
+        allocate: options.allocate
       },
       active: 0,
       inflight: new Set(),
@@ -337,6 +354,7 @@ async function serve (d: Dispatcher, stream: Stream, connection: Connection): Pr
     const req = parseRequest(raw)
     const entry = d.handlers.get(req.type)
     if (entry == null) throw new LumiereError('UNKNOWN_REQUEST', `this node does not handle '${req.type}'`)
+    if (d.options.authorize != null) await d.options.authorize({ type: req.type, body: req.body, from })
     const now = Date.now()
     if (req.deadline <= now) throw new LumiereError('DEADLINE_EXCEEDED', `'${req.type}' arrived ${now - req.deadline} ms after its deadline (check the clocks of both hosts)`)
     if (d.active >= d.options.maxConcurrent) throw new LumiereError('BUSY', `this node is handling ${d.active} requests (limit ${d.options.maxConcurrent}); retry later`)
@@ -356,7 +374,7 @@ async function serve (d: Dispatcher, stream: Stream, connection: Connection): Pr
     // 3. the attached tensors, bounded in total
     const tensors: Record<string, Tensor> = {}
     try {
-      await readTensors(reader, req.tensors, d.options.maxTensorBytes, tensors, signal)
+      await readTensors(reader, req.tensors, d.options.maxTensorBytes, tensors, signal, d.options.allocate)
     } catch (err) {
       if (signal.aborted) throw signal.reason
       throw err

@@ -25,7 +25,11 @@ export const ERROR_CODES = [
   /** A peer refused a request because it is at its concurrency limit; retry later or elsewhere. */
   'BUSY',
   /** A well-formed request of a type the remote does not handle. */
-  'UNKNOWN_REQUEST'
+  'UNKNOWN_REQUEST',
+  /** A peer refused a job request from a node it does not trust (its --trust list). */
+  'UNTRUSTED',
+  /** A peer refused work that would exceed its memory budget (its --memory). */
+  'OUT_OF_MEMORY'
 ] as const
 
 export type ErrorCode = typeof ERROR_CODES[number]

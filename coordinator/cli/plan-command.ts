@@ -17,6 +17,9 @@ import type { Placement } from '../partition.ts'
 import type { LinkSpeed, PeerCapacity, Plan } from '../plan.ts'
 import type { Simulation } from '../simulate.ts'
 import type { ModelProto } from '../../src/onnx/proto.ts'
+import { accessOptions } from './shared-options.ts'
+import { loadAccess } from '../../src/mesh/access.ts'
+import type { AccessFlags } from '../../src/mesh/access.ts'
 
 interface PlanFlags {
   model: string
@@ -63,7 +66,7 @@ async function loadPlanModel (name: string): Promise<{ model: ModelProto, shapeO
 }
 
 export function planCommand (): Command {
-  return new Command('plan')
+  return accessOptions(new Command('plan')
     .description('show how a model would be cut into stages (contiguous and folded side by side): nodes, FLOPs, parameters and bytes on the wire; with --simulate, predicted seconds per denoising step')
     .requiredOption('--model <model>', 'an ONNX file, a model package folder, or a preset (tiny, small, paper)')
     .option('--stages <k>', 'number of peers to plan for (K contiguous stages, or up to 2K − 1 folded ones); default: every peer of --peers/--peers-spec', positiveInt('--stages'))
@@ -74,8 +77,8 @@ export function planCommand (): Command {
     .option('--simulate', 'predict seconds per denoising step for both plans (coordinator/simulate.ts)')
     .option('--micro-batches <m>', 'forward passes per denoising step in the wire and simulation figures', positiveInt('--micro-batches'), 2)
     .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1, e.g. --dim batch=2)', collect)
-    .option('--json', 'print both plans (and simulations) as one JSON object')
-    .action(async (opts: PlanFlags) => {
+    .option('--json', 'print both plans (and simulations) as one JSON object'))
+    .action(async (opts: PlanFlags & AccessFlags) => {
       if (opts.peers != null && opts.peersSpec != null) throw new LumiereError('BAD_ARGUMENT', 'give --peers (running peers) or --peers-spec (hypothetical ones), not both')
       const { model, shapeOnly } = await loadPlanModel(opts.model)
       const dims = parseDims(opts.dim ?? [])
@@ -86,7 +89,7 @@ export function planCommand (): Command {
       let coordinatorLink: LinkSpeed | null = null
       let nominal = false
       if (opts.peers != null) {
-        const coordinator = await Coordinator.start()
+        const coordinator = await Coordinator.start({ access: await loadAccess(opts) })
         try {
           peers = (await coordinator.connect(opts.peers)).map(peerCapacity)
         } finally {

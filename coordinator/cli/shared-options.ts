@@ -18,12 +18,12 @@ export function samplingOptions (cmd: Command): Command {
 
 /** Options for where the work runs and how tensors travel. */
 export function meshOptions (cmd: Command): Command {
-  return cmd
+  return accessOptions(cmd
     .addOption(new Option('--local <k>', 'start K peer processes on loopback (default 2 when --peers is not given)').argParser(positiveInt('--local')).conflicts('peers'))
     .addOption(new Option('--peers <addr,...>', 'full multiaddrs (with /p2p/ id) of running peers').argParser(list))
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact) or f16 (half the bytes, relative error ≤ 2^-11 per element)').choices(['f32', 'f16']).default('f32'))
-    .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)
+    .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600))
 }
 
 /** Options for what gets written and said. */
@@ -34,3 +34,18 @@ export function outputOptions (cmd: Command): Command {
     .option('--quiet', 'no progress bar')
     .option('--json', 'print a JSON summary line at the end')
 }
+
+/**
+ * Access-control flags of any command that runs a mesh node (access.ts):
+ * `peer` and every coordinator command. Resolve them with loadAccess.
+ */
+export function accessOptions (cmd: Command, role: 'peer' | 'coordinator' = 'coordinator'): Command {
+  const others = role === 'peer' ? 'the coordinators and the other peers of its jobs' : 'the peers'
+  const local = cmd.options.some((o) => o.long === '--local')
+  return cmd
+    .option('--psk <file>', `pre-shared swarm key (from \`lumiere keygen\`): TCP/WebSocket connections to nodes without the same key fail. WebRTC skips it: use --allow too${local ? '; --local peers get it as well' : ''}`)
+    .option('--allow <id,...>', `connect only with these peer ids, in and out, on every transport including WebRTC (list ${others})`, list)
+    .option('--allow-file <file>', 'like --allow, one peer id per line (# comments)')
+    .option('--identity <file>', 'private key file for a stable peer id (from `lumiere keygen --identity`); default: a new id each start')
+}
+

@@ -4,6 +4,8 @@ import { planOutputs, progressBar, writeOutputs } from './outputs.ts'
 import { positiveInt } from './options.ts'
 import { meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
+import { loadAccess } from '../../src/mesh/access.ts'
+import type { AccessFlags } from '../../src/mesh/access.ts'
 
 interface UpscaleFlags {
   video: string
@@ -38,7 +40,7 @@ export function upscaleCommand (): Command {
   samplingOptions(cmd)
   meshOptions(cmd)
   outputOptions(cmd)
-  return cmd.action(async (opts: UpscaleFlags) => {
+  return cmd.action(async (opts: UpscaleFlags & AccessFlags) => {
     const outputs = await planOutputs(opts.out ?? (opts.tensor == null ? 'upscaled.mp4' : undefined), opts.tensor, 1)
     const bar = progressBar(opts.steps, opts.quiet)
     const result = await upscaleVideo({
@@ -58,6 +60,7 @@ export function upscaleCommand (): Command {
       peers: opts.peers,
       transport: opts.transport,
       wire: opts.wire,
+      access: await loadAccess(opts),
       timeoutMs: opts.timeout * 1000,
       onStep: (p) => { bar.update(p.step, 'ssr') },
       onWarning: (message) => { console.error(`warning: ${message}`) }

@@ -1,14 +1,16 @@
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
 import { webRTCDirect } from '@libp2p/webrtc'
 import { createLibp2p } from 'libp2p'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Ping } from '@libp2p/ping'
 import type { Libp2p } from 'libp2p'
+import { meshEncrypters } from './encryption.ts'
+import { batchedTcp } from './tcp.ts'
+import { meshAccessConfig } from './access.ts'
+import type { MeshAccess } from './access.ts'
 
 export type MeshNode = Libp2p<{ identify: Identify, ping: Ping }>
 
@@ -18,6 +20,13 @@ export interface MeshNodeOptions {
   /** Multiaddrs to listen on; none makes a dial-only node (the coordinator's default). */
   listen?: string[]
   privateKey?: PrivateKey
+  /**
+   * Offer Noise with AES-256-GCM (see encryption.ts) before standard Noise
+   * (default true). False offers standard ChaChaPoly Noise only.
+   */
+  aesNoise?: boolean
+  /** Pre-shared key (TCP/WebSocket) and peer-id allowlist (every transport); see access.ts. */
+  access?: MeshAccess
 }
 
 /** The listen address a loopback node of the given transport uses. */
@@ -25,19 +34,39 @@ export function loopbackListen (transport: TransportName): string {
   return transport === 'tcp' ? '/ip4/127.0.0.1/tcp/0' : '/ip4/127.0.0.1/udp/0/webrtc-direct'
 }
 
+/** Yamux stream windows: every mesh node must use the same initial window (yamux assumes the peer's equals its own). */
+export const YAMUX_INITIAL_WINDOW_BYTES = 4 * 1024 * 1024
+export const YAMUX_MAX_WINDOW_BYTES = 16 * 1024 * 1024
+
 /**
- * A libp2p node with both transports, noise and yamux. Yamux windows are
- * widened from the 256 KiB default so one stream can keep a link busy with
- * multi-MiB tensors.
+ * A libp2p node with both transports, Noise (AES-256-GCM between mesh nodes,
+ * standard ChaChaPoly with anyone else; see encryption.ts) and yamux. TCP
+ * connections write each batch of Noise messages with one writev (tcp.ts).
+ * Yamux windows are widened from the 256 KiB default so one stream can keep
+ * a link busy with multi-MiB tensors: with 256 KiB the sender waits for a
+ * window update every 256 KiB, a round trip through the receiver's event
+ * loop. Yamux data frames are as large as the window allows (the muxer's
+ * 64 KiB maxMessageSize setting is not used for data in
+ * @chainsafe/libp2p-yamux 8), so a 1 MiB send() is one frame and one window
+ * update.
+ *
+ * WebRTC-direct keeps its defaults: its cost is in node-datachannel's native
+ * threads (SCTP over DTLS in ~1.2 KB UDP packets, a thread hand-off per
+ * packet), not in JS. Measured: larger maxBufferedAmount, a non-zero
+ * bufferedAmountLow threshold, node-datachannel's SCTP buffer / congestion
+ * settings, 4 data channels or 2-4 connections in parallel all move the same
+ * ~50-90 MB/s within noise; a maxMessageSize over the 16 KiB the transport
+ * writes into its SDP makes the data channel close.
  */
 export async function createMeshNode (options: MeshNodeOptions = {}): Promise<MeshNode> {
   return createLibp2p({
     ...(options.privateKey != null ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
-    transports: [tcp(), webRTCDirect()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: 4 * 1024 * 1024, maxStreamWindowSize: 16 * 1024 * 1024 } })],
+    transports: [batchedTcp(), webRTCDirect()],
+    connectionEncrypters: meshEncrypters({ aes: options.aesNoise }),
+    streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW_BYTES, maxStreamWindowSize: YAMUX_MAX_WINDOW_BYTES } })],
     connectionManager: { maxConnections: 256 },
+    ...meshAccessConfig(options.access),
     services: { identify: identify(), ping: ping() }
   })
 }
