@@ -181,26 +181,11 @@ function resumedBase (checkpoint: Checkpoint, pkg: ModelPackage): Omit<GenerateR
   return { base, fps: pkg.manifest.fps, plan: { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
-export interface UpscaleVideoOptions extends MeshOptions {
+export interface UpscaleVideoOptions extends MeshOptions, Pick<GenerateOptions, 'prompt' | 'negative' | 'model' | 'steps' | 'guidance' | 'seed' | 'sampler' | 'thresholding' | 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'timeoutMs' | 'wire' | 'verify' | 'hedge' | 'onStep' | 'onWarning'> {
   /** The low-res video (MP4, GIF, PNG folder, safetensors), fitted to the SSR's input size and `frames`. */
   video: string
-  prompt: string
-  negative?: string
-  model: string
   /** Frames to upscale (default: the model's base frame count); at least the SSR window. */
   frames?: number
-  steps: number
-  guidance: number
-  seed: number
-  sampler?: 'ddim' | 'ancestral'
-  thresholding?: boolean
-  ssrWindow?: number
-  ssrStride?: number
-  ssrWeighting?: 'uniform' | 'tapered'
-  timeoutMs?: number
-  wire?: WireFormat
-  onStep?: (progress: StepProgress) => void
-  onWarning?: (message: string) => void
 }
 
 /** The SSR alone: upscales a user's video on windows scattered over the mesh. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { readSafetensors } from '../src/tensor/safetensors.ts'
+import { writeVideo } from '../src/video/write-video.ts'
 import { runCli } from './fixtures/cli.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'lumiere-gen-'))
@@ -25,6 +26,16 @@ t.test('generates an MP4 and the tensor, with a JSON summary', async (t) => {
   const { tensors } = await readSafetensors(tensor)
   t.same(tensors.video.shape, [1, 3, 16, 128, 128], 'tensor "video" is float32 [B, 3, T, H, W], upscaled by the SSR')
   t.equal(tensors.video.dtype, 'F32')
+})
+
+t.test('upscale: the SSR alone turns a low-res video into a 4× larger one', async (t) => {
+  const low = join(dir, 'low.gif')
+  await writeVideo(low, { data: Float32Array.from({ length: 3 * 12 * 32 * 32 }, (_, i) => Math.sin(i / 50)), shape: [3, 12, 32, 32] }, { fps: 8 })
+  const tensor = join(dir, 'up.safetensors')
+  const r = await cli(['upscale', '--video', low, '--prompt', 'waves', '--steps', '1', '--local', '1', '--tensor', tensor, '--json'])
+  t.equal(r.code, 0, `exit 0 ${r.stderr}`)
+  const { tensors } = await readSafetensors(tensor)
+  t.same(tensors.video.shape, [1, 3, 16, 128, 128], 'the 12 input frames fitted to the model\'s 16, upscaled to 128²')
 })
 
 t.test('a prompt longer than the text encoder takes is truncated with a warning', async (t) => {
