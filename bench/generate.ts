@@ -10,16 +10,14 @@
  *
  *   node bench/generate.ts [--model small] [--steps 3] [--json]
  */
-import { parseArgs } from 'node:util'
 import { generate } from '../coordinator/generate.ts'
+import { benchArgs } from './args.ts'
 
-const { values } = parseArgs({
-  options: {
-    model: { type: 'string', default: 'small' },
-    steps: { type: 'string', default: '3' },
-    json: { type: 'boolean', default: false }
-  }
-})
+const values = benchArgs({
+  model: { type: 'string', default: 'small' },
+  steps: { type: 'string', default: '3' },
+  json: { type: 'boolean', default: false }
+}, 'node bench/generate.ts [--model small] [--steps 3] [--json]')
 const steps = Number(values.steps)
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
 

@@ -28,7 +28,6 @@
  *   node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 3] [--pipeline-steps 2] [--json]
  */
 import { availableParallelism } from 'node:os'
-import { parseArgs } from 'node:util'
 import * as ort from 'onnxruntime-node'
 import { generate } from '../coordinator/generate.ts'
 import { guidance } from '../src/diffusion/prediction.ts'
@@ -39,6 +38,7 @@ import { fromOrt, toOrt } from '../src/onnx/ort-tensor.ts'
 import { sessionOptions } from '../src/onnx/session-options.ts'
 import { TextEncoder } from '../src/text/encode.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import { benchArgs } from './args.ts'
 
 export const PROMPT = 'a lighthouse in a storm'
 const GUIDANCE = 3
@@ -208,15 +208,13 @@ export async function measurePipelineEfficiency (o: { model?: string, steps?: nu
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string', default: 'small' },
-      steps: { type: 'string', default: '6' },
-      reps: { type: 'string', default: '3' },
-      'pipeline-steps': { type: 'string', default: '2' },
-      json: { type: 'boolean', default: false }
-    }
-  })
+  const values = benchArgs({
+    model: { type: 'string', default: 'small' },
+    steps: { type: 'string', default: '6' },
+    reps: { type: 'string', default: '3' },
+    'pipeline-steps': { type: 'string', default: '2' },
+    json: { type: 'boolean', default: false }
+  }, 'node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 3] [--pipeline-steps 2] [--json]')
   const log = (line: string): void => { if (values.json !== true) console.log(line) }
   log(`mesh overhead: generate --model ${values.model} --local 2 --samples 1 --no-ssr, ${values.steps} steps, vs one process`)
   const overhead = await measureMeshOverhead({ model: values.model, steps: Number(values.steps), reps: Number(values.reps), log })

@@ -14,7 +14,6 @@
  *
  *   node bench/plan.ts [--micro-batches 2] [--json]
  */
-import { parseArgs } from 'node:util'
 import { partition, partitionAll } from '../coordinator/partition.ts'
 import { planBottleneck } from '../coordinator/plan.ts'
 import { parsePeersSpec, simulate } from '../coordinator/simulate.ts'
@@ -23,13 +22,12 @@ import { getPreset } from '../src/model/presets.ts'
 import { buildStunet } from '../src/model/stunet.ts'
 import type { PeerCapacity, Plan } from '../coordinator/plan.ts'
 import type { Dag } from '../src/onnx/dag.ts'
+import { benchArgs } from './args.ts'
 
-const { values } = parseArgs({
-  options: {
-    'micro-batches': { type: 'string', default: '2' },
-    json: { type: 'boolean', default: false }
-  }
-})
+const values = benchArgs({
+  'micro-batches': { type: 'string', default: '2' },
+  json: { type: 'boolean', default: false }
+}, 'node bench/plan.ts [--micro-batches 2] [--json]')
 const M = Number(values['micro-batches'])
 if (!Number.isInteger(M) || M < 1) {
   console.error('usage: node bench/plan.ts [--micro-batches 2] [--json]')

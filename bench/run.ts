@@ -17,17 +17,15 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { measureMeshOverhead, measurePipelineEfficiency } from './mesh-overhead.ts'
 import { measureTransport } from './transport.ts'
+import { benchArgs } from './args.ts'
 
-const { values } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    skip: { type: 'string', default: '' }
-  }
-})
+const values = benchArgs({
+  json: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  skip: { type: 'string', default: '' }
+}, 'npm run -s bench -- [--json] [--quick] [--skip name,...]')
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter((s) => s.length > 0))
 const quick = values.quick
 const say = (line: string): void => { (values.json ? process.stderr : process.stdout).write(line + '\n') }

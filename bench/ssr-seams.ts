@@ -24,7 +24,6 @@
  * The model is pluggable: `seamReport(...)` takes any `WindowPredict`
  * (src/ssr/multidiffusion.ts), e.g. a real SSR model behind the mesh.
  */
-import { parseArgs } from 'node:util'
 import { gaussian } from '../src/diffusion/rng.ts'
 import { sample } from '../src/diffusion/sampler.ts'
 import { noiseLevel } from '../src/diffusion/schedule.ts'
@@ -32,6 +31,7 @@ import { fusedPredict, sliceWindow } from '../src/ssr/multidiffusion.ts'
 import type { WindowPredict, WindowWeighting } from '../src/ssr/multidiffusion.ts'
 import { planWindows } from '../src/ssr/windows.ts'
 import type { FrameWindow } from '../src/ssr/windows.ts'
+import { benchArgs } from './args.ts'
 
 /** A smooth moving pattern [C, T, H, W] in about [−0.5, 0.5]. */
 export function testClip (channels: number, frames: number, size: number): Float32Array {
@@ -152,16 +152,14 @@ export async function seamReport (name: string, shape: number[], length: number,
   }
 }
 
-const { values } = parseArgs({
-  options: {
-    frames: { type: 'string', default: '32' },
-    size: { type: 'string', default: '16' },
-    steps: { type: 'string', default: '20' },
-    offset: { type: 'string', default: '0.1' },
-    seed: { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false }
-  }
-})
+const values = benchArgs({
+  frames: { type: 'string', default: '32' },
+  size: { type: 'string', default: '16' },
+  steps: { type: 'string', default: '20' },
+  offset: { type: 'string', default: '0.1' },
+  seed: { type: 'string', default: '1' },
+  json: { type: 'boolean', default: false }
+}, 'node bench/ssr-seams.ts [--frames 32] [--size 16] [--steps 20] [--offset 0.1] [--seed 1] [--json]')
 const frames = Number(values.frames)
 const size = Number(values.size)
 const steps = Number(values.steps)

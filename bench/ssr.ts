@@ -7,7 +7,6 @@
  *
  *   node bench/ssr.ts [--preset tiny] [--windows 24] [--json]
  */
-import { parseArgs } from 'node:util'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import { Scatter } from '../coordinator/scatter.ts'
@@ -16,8 +15,9 @@ import { buildSsr } from '../src/model/ssr.ts'
 import { getSsrPreset } from '../src/model/ssr-presets.ts'
 import { buildDag } from '../src/onnx/graph.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import { benchArgs } from './args.ts'
 
-const { values } = parseArgs({ options: { preset: { type: 'string', default: 'tiny' }, windows: { type: 'string', default: '24' }, json: { type: 'boolean', default: false } } })
+const values = benchArgs({ preset: { type: 'string', default: 'tiny' }, windows: { type: 'string', default: '24' }, json: { type: 'boolean', default: false } }, 'node bench/ssr.ts [--preset tiny] [--windows 24] [--json]')
 const config = getSsrPreset(values.preset ?? 'tiny')
 const model = buildSsr(config, { weights: 'seeded', seed: 1 })
 const dag = buildDag(model, { dims: { batch: 1 } })

@@ -46,7 +46,6 @@ import { fork } from 'node:child_process'
 import { createServer, connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { webRTCDirect } from '@libp2p/webrtc'
@@ -58,6 +57,7 @@ import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { createMeshNode, loopbackListen } from '../src/mesh/node.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import { benchArgs } from './args.ts'
 
 const NAIVE_PROTOCOL = '/lumiere-bench/naive/1.0.0'
 const NAIVE_CHUNK = 64 * 1024
@@ -348,16 +348,14 @@ if (import.meta.main) {
     process.once('SIGTERM', () => { void r.stop().finally(() => process.exit(0)) })
     process.send?.(r.addrs)
   } else {
-    const { values } = parseArgs({
-      options: {
-        mib: { type: 'string', default: '256' },
-        'webrtc-mib': { type: 'string', default: '64' },
-        rounds: { type: 'string', default: '9' },
-        'one-process': { type: 'boolean', default: false },
-        'no-webrtc': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false }
-      }
-    })
+    const values = benchArgs({
+      mib: { type: 'string', default: '256' },
+      'webrtc-mib': { type: 'string', default: '64' },
+      rounds: { type: 'string', default: '9' },
+      'one-process': { type: 'boolean', default: false },
+      'no-webrtc': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false }
+    }, 'node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--no-webrtc] [--json]')
     const rounds = Number(values.rounds)
     if (!(Number(values.mib) > 0) || !(Number(values['webrtc-mib']) > 0) || !Number.isInteger(rounds) || rounds < 1) {
       console.error('usage: node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--no-webrtc] [--json]')

@@ -8,20 +8,18 @@
  *
  *   node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]
  */
-import { parseArgs } from 'node:util'
 import { generate } from '../coordinator/generate.ts'
 import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import type { GenerateOptions, GenerateResult } from '../coordinator/generate.ts'
+import { benchArgs } from './args.ts'
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '20' },
-    rate: { type: 'string', default: '0.25' },
-    faulty: { type: 'string', default: '0.5' },
-    steps: { type: 'string', default: '6' },
-    json: { type: 'boolean', default: false }
-  }
-})
+const values = benchArgs({
+  runs: { type: 'string', default: '20' },
+  rate: { type: 'string', default: '0.25' },
+  faulty: { type: 'string', default: '0.5' },
+  steps: { type: 'string', default: '6' },
+  json: { type: 'boolean', default: false }
+}, 'node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]')
 const runs = Number(values.runs)
 const rate = Number(values.rate)
 const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: Number(values.steps), guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
