@@ -7,7 +7,7 @@
  *   with weights 'none' for planning and simulation only.
  * Measured figures: see test/stunet.test.ts (it prints them).
  */
-import { LumiereError } from '../errors.ts'
+import { pickPreset } from './preset-table.ts'
 import type { StunetConfig } from './stunet-config.ts'
 
 const PRESETS = {
@@ -61,8 +61,5 @@ export const presetNames: readonly PresetName[] = Object.keys(PRESETS) as Preset
 
 /** A fresh copy of a preset config; unknown name → BAD_ARGUMENT listing the valid ones. */
 export function getPreset (name: string): StunetConfig {
-  if (!Object.hasOwn(PRESETS, name)) {
-    throw new LumiereError('BAD_ARGUMENT', `unknown STUNet preset '${name}': use one of ${presetNames.join(', ')}`)
-  }
-  return structuredClone(PRESETS[name as PresetName]) as StunetConfig
+  return pickPreset<StunetConfig>(PRESETS, name, 'STUNet')
 }

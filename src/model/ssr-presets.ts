@@ -11,7 +11,7 @@
  *   text; built with weights 'none' for planning and simulation only.
  * Measured figures: see test/ssr-model.test.ts (it prints them).
  */
-import { LumiereError } from '../errors.ts'
+import { pickPreset } from './preset-table.ts'
 import type { SsrConfig } from './ssr-config.ts'
 
 const SSR_PRESETS = {
@@ -65,8 +65,5 @@ export const ssrPresetNames: readonly SsrPresetName[] = Object.keys(SSR_PRESETS)
 
 /** A fresh copy of an SSR preset config; unknown name → BAD_ARGUMENT listing the valid ones. */
 export function getSsrPreset (name: string): SsrConfig {
-  if (!Object.hasOwn(SSR_PRESETS, name)) {
-    throw new LumiereError('BAD_ARGUMENT', `unknown SSR preset '${name}': use one of ${ssrPresetNames.join(', ')}`)
-  }
-  return structuredClone(SSR_PRESETS[name as SsrPresetName]) as SsrConfig
+  return pickPreset<SsrConfig>(SSR_PRESETS, name, 'SSR')
 }
