@@ -121,13 +121,27 @@ function checkRange (n: number, offset: number): void {
  * [offset, offset + out.length) of the stream. Returns `out`.
  */
 export function gaussianInto (out: Float32Array, seed: Seed, stream: string | number, offset = 0): Float32Array {
-  const n = out.length
+  const z = new Float64Array(4)
+  forEachBlock(seed, stream, out.length, offset, (w, slot, end, at) => {
+    boxMuller(w[0], w[1], z, 0)
+    boxMuller(w[2], w[3], z, 2)
+    for (let k = slot; k < end; k++) out[at++] = z[k]
+  })
+  return out
+}
+
+/**
+ * Walks the Philox blocks covering elements [offset, offset + n) of a
+ * stream (4 words per block, block index in counter words 0–1, stream hash
+ * in words 2–3), handing each block's words with the slots [slot, end) that
+ * fall in the range and where they go in the output.
+ */
+function forEachBlock (seed: Seed, stream: string | number, n: number, offset: number, emit: (w: Uint32Array, slot: number, end: number, at: number) => void): void {
   checkRange(n, offset)
   const key = seedKey(seed)
   const [s0, s1] = streamWords(stream)
   const ctr = [0, 0, s0, s1]
   const w = new Uint32Array(4)
-  const z = new Float64Array(4)
   let i = 0
   let block = Math.floor(offset / 4)
   let slot = offset % 4
@@ -135,13 +149,12 @@ export function gaussianInto (out: Float32Array, seed: Seed, stream: string | nu
     ctr[0] = block % TWO32
     ctr[1] = Math.floor(block / TWO32)
     philox4x32(ctr, key, 10, w)
-    boxMuller(w[0], w[1], z, 0)
-    boxMuller(w[2], w[3], z, 2)
-    for (; slot < 4 && i < n; slot++) out[i++] = z[slot]
+    const end = Math.min(4, slot + n - i)
+    emit(w, slot, end, i)
+    i += end - slot
     slot = 0
     block++
   }
-  return out
 }
 
 function boxMuller (a: number, b: number, z: Float64Array, at: number): void {
@@ -169,21 +182,7 @@ export function gaussian (seed: Seed, stream: string | number, n: number, offset
  */
 export function randomWords (seed: Seed, stream: string | number, n: number, offset = 0): Uint32Array {
   checkRange(n, offset)
-  const key = seedKey(seed)
-  const [s0, s1] = streamWords(stream)
   const out = new Uint32Array(n)
-  const ctr = [0, 0, s0, s1]
-  const w = new Uint32Array(4)
-  let i = 0
-  let block = Math.floor(offset / 4)
-  let slot = offset % 4
-  while (i < n) {
-    ctr[0] = block % TWO32
-    ctr[1] = Math.floor(block / TWO32)
-    philox4x32(ctr, key, 10, w)
-    for (; slot < 4 && i < n; slot++) out[i++] = w[slot]
-    slot = 0
-    block++
-  }
+  forEachBlock(seed, stream, n, offset, (w, slot, end, at) => { out.set(w.subarray(slot, end), at) })
   return out
 }
