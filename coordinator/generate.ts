@@ -106,6 +106,9 @@ export interface GenerateResult {
 /** The middle of the paper's range [0.5, 1]. */
 export const DEFAULT_STYLE_ALPHA = 0.75
 
+/** The plan of a result that ran nothing on the mesh (strength 0, or a job resumed past its base phase). */
+const NO_PLAN: Plan = { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }
+
 interface Prompts {
   cond: Tensor
   uncond: Tensor
@@ -178,7 +181,7 @@ function jobSpec (o: GenerateOptions): JobSpec {
 function resumedBase (checkpoint: Checkpoint, pkg: ModelPackage): Omit<GenerateResult, 'video' | 'seconds'> {
   const base = checkpoint.tensors.base
   if (base == null) throw new LumiereError('BAD_ARGUMENT', 'checkpoint of the SSR phase lacks the base clip')
-  return { base, fps: pkg.manifest.fps, plan: { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
+  return { base, fps: pkg.manifest.fps, plan: NO_PLAN, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
 export interface UpscaleVideoOptions extends MeshOptions, Pick<GenerateOptions, 'prompt' | 'negative' | 'model' | 'steps' | 'guidance' | 'seed' | 'sampler' | 'thresholding' | 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'timeoutMs' | 'wire' | 'verify' | 'hedge' | 'onStep' | 'onWarning'> {
@@ -217,7 +220,7 @@ async function loadInputs (app: Application, pkg: ModelPackage, options: Generat
 /** The result of a run that needs no sampling. */
 function identity (clip: Float32Array, size: { frames: number, height: number, width: number }, samples: number, pkg: ModelPackage): GenerateResult {
   const video = stack(Array.from({ length: samples }, () => clip), [3, size.frames, size.height, size.width])
-  return { video, base: video, fps: pkg.manifest.fps, plan: { stages: [], route: [], boundaries: [], totals: { flops: 0, paramBytes: 0, wireBytes: 0 } }, seconds: 0, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
+  return { video, base: video, fps: pkg.manifest.fps, plan: NO_PLAN, seconds: 0, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
 async function encodePrompts (pkg: ModelPackage, prompt: string, negative: string, warn?: (m: string) => void): Promise<Prompts> {

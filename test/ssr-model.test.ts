@@ -1,6 +1,5 @@
 import t from 'tap'
 import * as ort from 'onnxruntime-node'
-import { LumiereError } from '../src/errors.ts'
 import { buildDag, unresolvedValues } from '../src/onnx/graph.ts'
 import { encodeModel } from '../src/onnx/model-io.ts'
 import { ELEM, attrInts, tensorDims } from '../src/onnx/proto.ts'
@@ -15,6 +14,7 @@ import { SSR_IN_CHANNELS, SSR_IO, buildSsr, describeSsrLevels, ssrInputSize, ssr
 import type { SsrConfig } from '../src/model/ssr-config.ts'
 import { getSsrPreset, ssrPresetNames } from '../src/model/ssr-presets.ts'
 import { mulberry32 } from '../src/util/prng.ts'
+import { errorOf, maxDiff } from './fixtures/compare.ts'
 
 const tiny = getSsrPreset('tiny')
 
@@ -50,16 +50,6 @@ function frameOf (v: Tensor, tt: number): Float32Array {
   return view(frames(v, tt, 1)) as Float32Array
 }
 
-function maxDiff (a: Float32Array, b: Float32Array): number {
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
-  return m
-}
-
-function errorOf (fn: () => unknown): LumiereError {
-  try { fn() } catch (err) { if (err instanceof LumiereError) return err; throw err }
-  throw new Error('expected a LumiereError')
-}
 
 t.test('presets validate, match the base presets, report their sizes', async t => {
   t.same(ssrPresetNames, ['tiny', 'small', 'paper'])

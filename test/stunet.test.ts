@@ -1,6 +1,5 @@
 import t from 'tap'
 import { partition } from '../coordinator/partition.ts'
-import { LumiereError } from '../src/errors.ts'
 import { GraphBuilder } from '../src/onnx/builder.ts'
 import { extractStage } from '../src/onnx/extract.ts'
 import { buildDag, unresolvedValues } from '../src/onnx/graph.ts'
@@ -18,6 +17,7 @@ import { STUNET_IO, buildStunet, describeLevels, levelOutputs, parameterCount, p
 import type { StunetConfig } from '../src/model/stunet-config.ts'
 import { mulberry32 } from '../src/util/prng.ts'
 import { maxAbsDiff, runChain } from './fixtures/stages.ts'
+import { errorOf, maxDiff } from './fixtures/compare.ts'
 
 const tiny = getPreset('tiny')
 
@@ -51,16 +51,6 @@ function frameOf (v: Tensor, tt: number): number[] {
   return out
 }
 
-function maxDiff (a: number[], b: number[]): number {
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
-  return m
-}
-
-function errorOf (fn: () => unknown): LumiereError {
-  try { fn() } catch (err) { if (err instanceof LumiereError) return err; throw err }
-  throw new Error('expected a LumiereError')
-}
 
 t.test('presets validate and report their sizes', async t => {
   t.same(presetNames, ['tiny', 'small', 'paper'])
