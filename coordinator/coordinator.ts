@@ -33,6 +33,7 @@ export class Coordinator {
   readonly inbox: Inbox
   /** The peers this coordinator may connect with (--allow), when limited; add ids to let more in. */
   readonly allow: Set<string> | undefined
+  private readonly joinListeners = new Set<(peer: PeerInfo) => void>()
 
   private constructor (node: MeshNode, inbox: Inbox, allow?: Set<string>) {
     this.node = node
@@ -76,6 +77,21 @@ export class Coordinator {
       seen.add(p.id)
     }
     return peers
+  }
+
+  /**
+   * Tells the running jobs that a peer joined after they started (a join
+   * request, mDNS discovery, or a caller that connected it): jobs add it to
+   * their pool and use it from their next step.
+   */
+  admit (peer: PeerInfo): void {
+    for (const listener of this.joinListeners) listener(peer)
+  }
+
+  /** Calls `listener` for every peer admitted from now on; returns the unsubscribe. */
+  onJoin (listener: (peer: PeerInfo) => void): () => void {
+    this.joinListeners.add(listener)
+    return () => { this.joinListeners.delete(listener) }
   }
 
   async stop (): Promise<void> {
