@@ -1,6 +1,7 @@
 import { encodeModel } from '../src/onnx/model-io.ts'
 import { extractStage } from '../src/onnx/extract.ts'
 import { graphInputs, graphOutputs } from './check-inputs.ts'
+import { measureLinks, withLinks } from './links.ts'
 import { partition } from './partition.ts'
 import { Pipeline } from './pipeline.ts'
 import { stageHash, styleHash } from '../peer/stage-cache.ts'
@@ -8,6 +9,7 @@ import { checkAlpha, checkStyle, styleSubset } from '../src/model/style.ts'
 import { encodeSafetensors } from '../src/tensor/safetensors.ts'
 import type { Style } from '../src/model/style.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
+import type { LinkMatrix } from './links.ts'
 import type { Plan, PeerCapacity } from './plan.ts'
 import type { Placement } from './partition.ts'
 import type { StageGraph } from './pipeline.ts'
@@ -18,6 +20,8 @@ import type { WireFormat } from '../src/tensor/wire.ts'
 export interface Deployment {
   plan: Plan
   pipeline: Pipeline
+  /** The measured links the plan was made with (empty when not measured). */
+  links: LinkMatrix
 }
 
 export interface DeployOptions {
@@ -31,9 +35,17 @@ export interface DeployOptions {
    * gets (once per peer, by content hash) only the style tensors it uses.
    */
   style?: Style
+  /**
+   * Measure the links among the peers (coordinator/links.ts; once per pair
+   * per coordinator) and plan with them. Default true; only with K >= 2
+   * stages, since one stage sends nothing peer to peer.
+   */
+  measureLinks?: boolean
+  /** Bytes per link probe (default links.ts DEFAULT_PROBE_BYTES). */
+  probeBytes?: number
 }
 
-/** What the planner knows of a peer: its free memory and measured speed (GFLOP/s → FLOP/s). */
+/** What the planner knows of a peer: its free memory and measured speed (GFLOP/s → FLOP/s); links.ts withLinks adds its links. */
 export function peerCapacity (p: PeerInfo): PeerCapacity {
   return { id: p.id, memoryBytes: p.capabilities.freeMemoryBytes, speed: Math.max(p.capabilities.speed, 1e-3) * 1e9 }
 }
@@ -66,10 +78,13 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
   })
 }
 
-/** Plans the model over the peers, cuts the stages and sets them up as a pipeline. */
+/** Measures the links among the peers (unless options say not to), plans the model over them, cuts the stages and sets them up as a pipeline. */
 export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<Deployment> {
-  const plan = partition(dag, peers.map(peerCapacity), { stages, placement: options.placement, balance: options.balance })
+  const links = stages > 1 && peers.length > 1 && options.measureLinks !== false
+    ? await measureLinks(coordinator, peers, { signal, ...(options.probeBytes != null ? { probeBytes: options.probeBytes } : {}) })
+    : {}
+  const plan = partition(dag, peers.map((p) => withLinks(peerCapacity(p), links)), { stages, placement: options.placement, balance: options.balance })
   const graphs = buildStages(model, dag, plan, peers, options)
   const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal, wire })
-  return { plan, pipeline }
+  return { plan, pipeline, links }
 }

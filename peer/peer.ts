@@ -12,6 +12,8 @@ import type { MeshAccess } from '../src/mesh/access.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import { detectProviders, measureCapabilities } from './capabilities.ts'
 import { Executor } from './executor.ts'
+import { EgressThrottle } from './egress-throttle.ts'
+import { handleLinkSink, linkProbeHandler } from './link-probe.ts'
 import { JobTable, sessionKey } from './jobs.ts'
 import { StageCache } from './stage-cache.ts'
 import type { Capabilities } from './capabilities.ts'
@@ -38,6 +40,8 @@ export interface PeerOptions {
   trust?: ReadonlySet<string>
   /** Memory budget, bytes (--memory): reported as free memory and enforced on job.setup. */
   memoryBytes?: number
+  /** Testing only (--egress-throttle): bytes/s this peer's tensor messages leave at (egress-throttle.ts). */
+  egressThrottle?: number
 }
 
 export interface RunningPeer {
@@ -63,6 +67,7 @@ const IDLE_STYLED_SESSIONS = 2
 export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const cache = new StageCache(options.cacheDir)
   const providers = await detectProviders(options.providers)
+  const egress = options.egressThrottle != null ? new EgressThrottle(options.egressThrottle) : undefined
   const executor = new Executor({ providers, threads: options.threads, throttle: options.throttle })
   const node = await createMeshNode({ listen: options.listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
   const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
@@ -182,6 +187,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       }
       const target = 'coordinator' in dest ? peerIdFromString(job.coordinator) : dest.addrs.map((a) => multiaddr(a))
       const stage = 'coordinator' in dest ? -1 : dest.stage
+      await egress?.hold(Object.values(tensors).reduce((n, t) => n + t.data.byteLength, 0))
       await rpcCall(node, target, 'run.push', { jobId: job.id, runId, stage }, { tensors, timeoutMs: DELIVER_TIMEOUT_MS })
     },
     report: async (job, runId, stage, err) => {
@@ -235,7 +241,8 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       await evictStyled()
       await evictOverBudget()
       return { body: { ok: true } }
-    }
+    },
+    'link.probe': linkProbeHandler(node, { egress })
   }, {
     // Bounded per connection (excess streams are reset) and in upload size; explicit, so a peer never relies on a default changing.
     maxInboundStreams: DEFAULT_MAX_INBOUND_STREAMS,
@@ -246,6 +253,8 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       checkTrust({ trusted: options.trust }, type, from.toString(), typeof jobId === 'string' ? jobs.membership(jobId) : undefined, body)
     }
   })
+
+  await handleLinkSink(node)
 
   if (options.addrFile != null) {
     // Written whole, then renamed: a watcher never reads half a file.

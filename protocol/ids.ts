@@ -11,5 +11,12 @@ export const PROTOCOL_VERSION = '1.0.0'
 /** One request per stream: request envelope + tensor frames, then response envelope + tensor frames. */
 export const RPC_PROTOCOL = `/lumiere/rpc/${PROTOCOL_VERSION}`
 
+/**
+ * The receiving end of a link probe (peer/link-probe.ts): one tensor frame
+ * in, a small msgpack acknowledgement out. Not an rpc request, so that a
+ * peer with --trust takes it from the other peers of its coordinator.
+ */
+export const LINK_PROBE_PROTOCOL = `/lumiere/link-probe/${PROTOCOL_VERSION}`
+
 /** The `v` field of every request envelope. */
 export const ENVELOPE_VERSION = 1

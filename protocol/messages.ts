@@ -41,6 +41,8 @@ export const MAX_MESSAGE_LENGTH = 4096
 export const MAX_SHORT_STRING = 128
 export const MAX_EXECUTION_PROVIDERS = 32
 export const MAX_CPUS = 65536
+/** Bytes one link probe may send (link.probe): enough for a bandwidth figure, bounded for a request from the network. */
+export const MAX_PROBE_BYTES = 16 * 1024 * 1024
 
 /**
  * ids and hashes: letters, digits and `_ - : .`, not "." or ".." (peers may
@@ -142,7 +144,9 @@ export const requestSchemas = {
   }),
   /** Busy time of this job's stages on the peer, for utilisation and pipeline efficiency. */
   'job.stats': z.strictObject({ jobId: id }),
-  'job.close': z.strictObject({ jobId: id })
+  'job.close': z.strictObject({ jobId: id }),
+  /** coordinator → peer: measure the link from this peer to peer `to` (rpc pings, then `bytes` through a tensor frame; peer/link-probe.ts). */
+  'link.probe': z.strictObject({ to: peerId, addrs: z.array(addr).max(MAX_ADDRS), bytes: z.int().min(1).max(MAX_PROBE_BYTES) })
 } as const
 
 // ---------------------------------------------------------------- response bodies
@@ -168,7 +172,9 @@ export const responseSchemas = {
   'job.stats': z.strictObject({
     stages: z.array(z.strictObject({ index: stageIndex, runs: z.int().min(0), busyMs: nonNegative })).max(MAX_STAGES)
   }),
-  'job.close': ok
+  'job.close': ok,
+  /** bandwidth in bytes/s; latency in seconds, one way */
+  'link.probe': z.strictObject({ bandwidth: z.number().positive(), latency: nonNegative })
 } as const satisfies { [K in keyof typeof requestSchemas]: z.ZodType }
 
 export type RequestType = keyof typeof requestSchemas
@@ -215,7 +221,8 @@ export const REQUEST_TENSORS: Record<RequestType, TensorRule> = {
   'run.push': { min: 0, max: MAX_TENSORS },
   'run.failed': { min: 0, max: 0 },
   'job.stats': { min: 0, max: 0 },
-  'job.close': { min: 0, max: 0 }
+  'job.close': { min: 0, max: 0 },
+  'link.probe': { min: 0, max: 0 }
 }
 
 /** Checks the attached tensors of a received (or outgoing) request against its type. */

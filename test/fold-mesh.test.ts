@@ -23,7 +23,8 @@ t.test('folded placement over 2 peers equals one ORT session', async (t) => {
   const coordinator = await Coordinator.start()
   t.teardown(async () => { await coordinator.stop(); await mesh.stop() })
   const peers = await coordinator.connect(mesh.peers.map((p) => p.addrs[0]))
-  const { plan, pipeline } = await deploy(coordinator, model, dag, peers, 2, undefined, undefined, { placement: 'folded', balance: 0.5 })
+  // Compute only (no measured links): on loopback each boundary's ~1 ms latency would favour fewer of them.
+  const { plan, pipeline } = await deploy(coordinator, model, dag, peers, 2, undefined, undefined, { placement: 'folded', balance: 0.5, measureLinks: false })
   t.teardown(async () => { await pipeline.close() })
   // With 50 % slack for balance a fold wins for tiny: fewer bytes than any balanced contiguous cut.
   t.ok(plan.stages.length > 2, `${plan.stages.length} stages on 2 peers`)

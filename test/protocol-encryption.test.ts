@@ -1,14 +1,16 @@
-// The mesh's connection layer: AES-256-GCM Noise between mesh nodes with
-// standard Noise as the fallback, batched TCP writes, and the patches on
-// library internals still engaging (a dependency update that changes their
-// shape must fail here, not silently slow the wire down).
+// The mesh's connection layer: AES-256-GCM Noise with large u32-framed
+// transport messages between mesh nodes, standard Noise as the fallback,
+// batched TCP writes, and the patches on library internals still engaging
+// (a dependency update that changes their shape must fail here, not
+// silently slow the wire down).
 import { createCipheriv, randomBytes } from 'node:crypto'
 import { connect, createServer } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import t from 'tap'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { multiaddr } from '@multiformats/multiaddr'
 import { StreamReader, sendAll } from '../protocol/stream-io.ts'
-import { NOISE_AES_PROTOCOL, aesGcmCrypto } from '../src/mesh/encryption.ts'
+import { AesGcmMessageStream, MAX_MESSAGE_PLAINTEXT_BYTES, NOISE_AES_PROTOCOL, aesGcmCrypto } from '../src/mesh/encryption.ts'
 import { createMeshNode, loopbackListen } from '../src/mesh/node.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import { batchSocketWrites } from '../src/mesh/tcp.ts'
@@ -36,7 +38,7 @@ async function roundTrip (server: MeshNode, client: MeshNode, bytes: Uint8Array)
   return got
 }
 
-interface Internals { maConn?: { batchedWrites?: boolean, socket?: Socket }, muxer?: { maConn?: { scratchFree?: boolean } } }
+interface Internals { maConn?: { batchedWrites?: boolean, socket?: Socket }, muxer?: { maConn?: unknown } }
 
 t.test('mesh nodes pick AES-GCM Noise; other nodes get standard Noise', async (t) => {
   for (const [serverAes, clientAes, want] of [[true, true, NOISE_AES_PROTOCOL], [true, false, '/noise'], [false, true, '/noise']] as const) {
@@ -51,7 +53,7 @@ t.test('mesh nodes pick AES-GCM Noise; other nodes get standard Noise', async (t
       const internals = conn as unknown as Internals
       t.equal(internals.maConn?.batchedWrites, true, 'client TCP connection writes in batches')
       t.equal((server.getConnections()[0] as unknown as Internals).maConn?.batchedWrites, true, 'server TCP connection writes in batches')
-      if (want === NOISE_AES_PROTOCOL) t.equal(internals.muxer?.maConn?.scratchFree, true, 'AES connection decrypts without the scratch copy')
+      if (want === NOISE_AES_PROTOCOL) t.ok(internals.muxer?.maConn instanceof AesGcmMessageStream, 'the AES connection carries u32-framed messages')
     } finally {
       await Promise.all([client.stop(), server.stop()])
     }
@@ -90,6 +92,78 @@ t.test('AES-256-GCM Noise messages', async (t) => {
   new DataView(otherNonce.buffer).setUint32(4, 8, true)
   t.throws(() => aesGcmCrypto.chaCha20Poly1305Decrypt(whole, otherNonce, ad, k), 'the wrong nonce fails authentication')
   t.throws(() => aesGcmCrypto.chaCha20Poly1305Decrypt(whole, nonce, randomBytes(32), k), 'other associated data fails authentication')
+})
+
+t.test('a transport message larger than one cipher step equals AES-256-GCM of the whole', async (t) => {
+  const k = randomBytes(32)
+  const nonce = new Uint8Array(12)
+  new DataView(nonce.buffer).setUint32(4, 0xfffffffe, true)
+  // A yamux data frame as the muxer hands it over: 12-byte header, 1 MiB payload.
+  const plain = randomBytes(MAX_MESSAGE_PLAINTEXT_BYTES / 2 + 12)
+  const sealed = aesGcmCrypto.chaCha20Poly1305Encrypt(lib(new Uint8ArrayList(plain.subarray(0, 12), plain.subarray(12))), nonce, new Uint8Array(0), k)
+  const whole = sealed instanceof Uint8Array ? sealed : sealed.subarray()
+  const specNonce = new Uint8Array(12)
+  new DataView(specNonce.buffer).setUint32(8, 0xfffffffe, false)
+  const reference = createCipheriv('aes-256-gcm', k, specNonce, { authTagLength: 16 })
+  t.ok(sameBytes(whole, Buffer.concat([reference.update(plain), reference.final(), reference.getAuthTag()])), 'equals one-shot AES-256-GCM')
+  const pieces: Uint8Array[] = []
+  for (let at = 0; at < whole.byteLength; at += 65536) pieces.push(whole.subarray(at, at + 65536)) // as socket reads arrive
+  const opened = aesGcmCrypto.chaCha20Poly1305Decrypt(lib(new Uint8ArrayList(...pieces)), nonce, new Uint8Array(0), k)
+  t.ok(sameBytes(opened instanceof Uint8Array ? opened : opened.subarray(), plain), 'decrypts from socket-sized pieces')
+  const opened1 = aesGcmCrypto.chaCha20Poly1305Decrypt(whole, nonce, new Uint8Array(0), k)
+  t.ok(sameBytes(opened1 instanceof Uint8Array ? opened1 : opened1.subarray(), plain), 'decrypts from one buffer')
+})
+
+t.test('a bit flipped on the wire after the handshake aborts the connection; nothing unauthenticated is delivered', async (t) => {
+  const server = await createMeshNode({ listen: [loopbackListen('tcp')] })
+  const client = await createMeshNode()
+  const serverPort = Number(server.getMultiaddrs()[0].toString().split('/')[4])
+  const flipAt = 3 * MiB + 12345 // client → server bytes, far past the handshake
+  let forwarded = 0
+  const sockets: Socket[] = []
+  const proxy = createServer((down) => {
+    const up = connect(serverPort, '127.0.0.1')
+    sockets.push(down, up)
+    down.on('data', (d: Buffer) => {
+      if (forwarded <= flipAt && flipAt < forwarded + d.byteLength) d[flipAt - forwarded] ^= 0x10
+      forwarded += d.byteLength
+      up.write(d)
+    })
+    up.on('data', (d: Buffer) => { down.write(d) })
+    for (const [a, b] of [[down, up], [up, down]]) {
+      a.on('error', () => { b.destroy() })
+      a.on('close', () => { b.destroy() })
+    }
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    proxy.close()
+    await Promise.all([client.stop(), server.stop()])
+  })
+
+  const bytes = randomBytes(8 * MiB)
+  let delivered = 0
+  let authentic = true
+  const closed = Promise.withResolvers<void>()
+  await server.handle('/lumiere-test/tamper/1', (stream) => {
+    stream.addEventListener('message', (evt) => {
+      for (const piece of evt.data instanceof Uint8Array ? [evt.data] : evt.data) {
+        if (!sameBytes(piece, bytes.subarray(delivered, delivered + piece.byteLength))) authentic = false
+        delivered += piece.byteLength
+      }
+    })
+    stream.addEventListener('close', () => { closed.resolve() })
+  })
+  const addr = `/ip4/127.0.0.1/tcp/${(proxy.address() as AddressInfo).port}/p2p/${server.peerId.toString()}`
+  const stream = await client.dialProtocol(multiaddr(addr), '/lumiere-test/tamper/1')
+  t.equal(client.getConnections()[0].encryption, NOISE_AES_PROTOCOL, 'through the proxy, still AES-GCM Noise')
+  await sendAll(stream, bytes).catch(() => {}) // the connection may die under the sender
+  await closed.promise
+  t.ok(forwarded > flipAt, 'the proxy flipped a bit')
+  t.ok(delivered < bytes.byteLength, `the stream ended early (${delivered} of ${bytes.byteLength} bytes delivered)`)
+  t.ok(authentic, 'every delivered byte is what the client sent')
+  t.equal(server.getConnections().length, 0, 'the server dropped the connection')
 })
 
 t.test('batched TCP writes: one writev per batch, bytes in order', async (t) => {

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { ENVELOPE_VERSION, PROTOCOL_VERSION, RPC_PROTOCOL } from '../protocol/ids.ts'
 import {
-  MAX_ID_LENGTH, MAX_STAGES, REQUEST_TYPES, checkRequestTensors, parseRequest, parseRequestBody, parseResponse
+  MAX_ID_LENGTH, MAX_PROBE_BYTES, MAX_STAGES, REQUEST_TYPES, checkRequestTensors, parseRequest, parseRequestBody, parseResponse
 } from '../protocol/messages.ts'
 import type { RequestBodies, RequestType, ResponseBodies } from '../protocol/messages.ts'
 
@@ -24,7 +24,8 @@ const requests: RequestBodies = {
   'run.push': { jobId: 'job-1', runId: 'run.7', stage: -1 },
   'run.failed': { jobId: 'job-1', runId: 'r', stage: 2, code: 'STAGE_FAILED', message: 'ort said no' },
   'job.stats': { jobId: 'job-1' },
-  'job.close': { jobId: 'job-1' }
+  'job.close': { jobId: 'job-1' },
+  'link.probe': { to: PEER, addrs: ['/ip4/127.0.0.1/tcp/4001/p2p/' + PEER], bytes: 4 * 1024 * 1024 }
 }
 
 const responses: ResponseBodies = {
@@ -36,7 +37,8 @@ const responses: ResponseBodies = {
   'run.push': { ok: true },
   'run.failed': { ok: true },
   'job.stats': { stages: [{ index: 0, runs: 3, busyMs: 12.5 }] },
-  'job.close': { ok: true }
+  'job.close': { ok: true },
+  'link.probe': { bandwidth: 1.5e8, latency: 2e-4 }
 }
 
 const envelope = (type: string, body: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> =>
@@ -99,6 +101,8 @@ t.test('bad bodies are PROTOCOL errors naming the field', async (tt) => {
   bad(tt, envelope('job.setup', { ...setup, coordinator: 'not a peer id!' }), 'PROTOCOL', /body\.coordinator: /)
   bad(tt, envelope('run.failed', { ...requests['run.failed'], message: 'm'.repeat(5000) }), 'PROTOCOL', /body\.message: Too big/)
   bad(tt, envelope('job.setup', { ...setup, stages: new Array(MAX_STAGES + 1).fill(stage0) }), 'PROTOCOL', /body\.stages: Too big/)
+  bad(tt, envelope('link.probe', { ...requests['link.probe'], bytes: MAX_PROBE_BYTES + 1 }), 'PROTOCOL', /body\.bytes: Too big/)
+  bad(tt, envelope('link.probe', { ...requests['link.probe'], bytes: 0 }), 'PROTOCOL', /body\.bytes: Too small/)
 })
 
 t.test('bad responses are PROTOCOL errors', async (tt) => {

@@ -21,12 +21,13 @@ export function peerCommand (): Command {
     .option('--ep <list>', 'execution providers in preference order, e.g. cuda,cpu (default: every one that loads)', list)
     .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt('--threads'))
     .option('--throttle <factor>', 'testing: make every stage run this many times slower', positiveNumber('--throttle'))
+    .option('--egress-throttle <bytes/s>', 'testing only: send tensors (stage outputs, link probes) no faster than this, as if this peer\'s uplink were that slow, so link measurement and planning can be tried on one machine', positiveNumber('--egress-throttle'))
     .option('--faulty <p>', 'testing and demos only: with probability p in [0, 1] per stage run, add noise of 1e-2·max|x| to the outputs (a lying peer, for trying --verify); never on a real mesh', probability('--faulty'))
   return accessOptions(cmd, 'peer')
     .option('--trust <id,...>', 'take jobs (stage lookups and uploads, job setup, inputs, stats, close) only from these coordinator peer ids (give the coordinator a stable id with its --identity); other peers of such a job may still push it activations, and ping/capabilities stay open to all. Default (no --trust): any coordinator that can connect gets its jobs run — fine on a LAN, not on an open mesh', list)
     .option('--memory <bytes>', 'memory budget for stages, e.g. 4G or 512M (powers of 1024): reported as this peer\'s free memory (so plans fit it) and enforced: a stage whose parameters + estimated activations exceed it is refused (OUT_OF_MEMORY)')
     .option('--quiet', 'log warnings and errors only')
-    .action(async (opts: { listen?: string[], addrFile?: string, cache: string, ep?: string[], threads?: number, throttle?: number, faulty?: number, quiet?: boolean, trust?: string[], memory?: string } & AccessFlags) => {
+    .action(async (opts: { listen?: string[], addrFile?: string, cache: string, ep?: string[], threads?: number, throttle?: number, egressThrottle?: number, faulty?: number, quiet?: boolean, trust?: string[], memory?: string } & AccessFlags) => {
       const log = createLogger('peer', opts.quiet)
       const { pskFile: _pskFile, privateKey, ...access } = await loadAccess(opts)
       const trust = opts.trust == null ? undefined : new Set(opts.trust.map((id) => parsePeerId(id, '--trust')))
@@ -39,6 +40,7 @@ export function peerCommand (): Command {
         providers: opts.ep,
         threads: opts.threads,
         throttle: opts.throttle,
+        egressThrottle: opts.egressThrottle,
         faulty: opts.faulty,
         log,
         access,

@@ -9,6 +9,8 @@ import { buildStunet } from '../../src/model/stunet.ts'
 import { graphInputs } from '../check-inputs.ts'
 import { Coordinator } from '../coordinator.ts'
 import { peerCapacity } from '../deploy.ts'
+import { formatLinks, measureLinks, withLinks } from '../links.ts'
+import type { LinkMatrix } from '../links.ts'
 import { DEFAULT_BALANCE, partitionAll } from '../partition.ts'
 import { formatComparison, formatPlan } from '../plan-format.ts'
 import { parsePeersSpec, simulate } from '../simulate.ts'
@@ -32,6 +34,7 @@ interface PlanFlags {
   microBatches: number
   dim?: string[]
   json?: boolean
+  measureLinks: boolean
 }
 
 /** Speed assumed for each peer when planning without real ones. */
@@ -77,7 +80,8 @@ export function planCommand (): Command {
     .option('--simulate', 'predict seconds per denoising step for both plans (coordinator/simulate.ts)')
     .option('--micro-batches <m>', 'forward passes per denoising step in the wire and simulation figures', positiveInt('--micro-batches'), 2)
     .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1, e.g. --dim batch=2)', collect)
-    .option('--json', 'print both plans (and simulations) as one JSON object'))
+    .option('--json', 'print both plans (and simulations) as one JSON object')
+    .option('--no-measure-links', 'with --peers: plan without probing the links between the peers (bandwidth, latency)'))
     .action(async (opts: PlanFlags & AccessFlags) => {
       if (opts.peers != null && opts.peersSpec != null) throw new LumiereError('BAD_ARGUMENT', 'give --peers (running peers) or --peers-spec (hypothetical ones), not both')
       const { model, shapeOnly } = await loadPlanModel(opts.model)
@@ -88,10 +92,16 @@ export function planCommand (): Command {
       let peers: PeerCapacity[]
       let coordinatorLink: LinkSpeed | null = null
       let nominal = false
+      let links: { text: string, matrix: LinkMatrix } | undefined
       if (opts.peers != null) {
         const coordinator = await Coordinator.start({ access: await loadAccess(opts) })
         try {
-          peers = (await coordinator.connect(opts.peers)).map(peerCapacity)
+          const infos = await coordinator.connect(opts.peers)
+          if (opts.measureLinks && infos.length > 1) {
+            const matrix = await measureLinks(coordinator, infos)
+            links = { text: formatLinks(infos, matrix), matrix }
+          }
+          peers = infos.map((p) => withLinks(peerCapacity(p), links?.matrix ?? {}))
         } finally {
           await coordinator.stop()
         }
@@ -118,12 +128,14 @@ export function planCommand (): Command {
           placement: opts.placement,
           chosen: chosenLabel,
           microBatches: M,
+          ...(links != null ? { links: links.matrix } : {}),
           contiguous: result.contiguous,
           folded: result.folded,
           ...(opts.simulate === true ? { simulation: simulations } : {})
         }))
         return
       }
+      if (links != null) console.log(`${links.text}\n`)
       console.log(formatComparison([
         { label: 'contiguous', plan: result.contiguous, simulation: simulations.contiguous },
         { label: result.folded?.placement === 'contiguous' ? 'folded (= contiguous)' : 'folded', plan: result.folded, simulation: simulations.folded }
