@@ -3,9 +3,11 @@
 // with a slow uplink (--egress-throttle) is kept off the big boundaries.
 import t from 'tap'
 import { multiaddr } from '@multiformats/multiaddr'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import { deploy } from '../coordinator/deploy.ts'
-import { linkTable } from '../coordinator/links.ts'
+import { linkTable, measureLinks } from '../coordinator/links.ts'
 import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import { transferSeconds } from '../coordinator/plan.ts'
 import { ENVELOPE_VERSION, LINK_PROBE_PROTOCOL, RPC_PROTOCOL } from '../protocol/ids.ts'
@@ -22,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import type { PeerInfo } from '../coordinator/coordinator.ts'
-import type { LinkMatrix } from '../coordinator/links.ts'
+import type { LinkMatrix, ProbeEvent } from '../coordinator/links.ts'
 import type { Plan } from '../coordinator/plan.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 
@@ -86,6 +88,16 @@ t.test('probes, the link matrix, its cache, and plans made with it (peers with -
   await off.pipeline.close()
   t.same(off.links, {}, 'measureLinks: false plans without links')
   t.notOk(off.plan.stages.some((s) => (s.transferSeconds ?? 0) > 0), 'and charges no transfer time')
+
+  // A peer that cannot be reached: both probes fail, the links stay unknown, nothing is retried.
+  const ghostId = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  const ghost: PeerInfo = { ...peers[0], id: ghostId, addrs: [`/ip4/127.0.0.1/tcp/9/p2p/${ghostId}`] }
+  const events: ProbeEvent[] = []
+  const withGhost = await measureLinks(coordinator, [peers[0], ghost], { probeBytes: PROBE_BYTES, onProbe: (e) => { events.push(e) } })
+  t.same(events.map((e) => e.error?.code), ['PEER_UNREACHABLE', 'PEER_UNREACHABLE'], 'both directions fail as unreachable')
+  t.same(withGhost, {}, 'and are left out of the matrix')
+  await measureLinks(coordinator, [peers[0], ghost], { onProbe: (e) => { events.push(e) } })
+  t.equal(events.length, 2, 'a failed pair is not probed again')
 
   // The requests themselves, from the network.
   const [a, b] = peers
