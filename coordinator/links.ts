@@ -15,9 +15,10 @@
  * `probeBytes` in PROBE_TIMEOUT_MS, and is recorded at that rate, an upper
  * bound, so the planner avoids it rather than take it for free.
  */
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError, toLumiereError } from '../src/errors.ts'
-import { MAX_PROBE_BYTES } from '../protocol/messages.ts'
+import { MAX_ADDRS, MAX_PROBE_BYTES } from '../protocol/messages.ts'
 import { rpcCall } from '../protocol/rpc.ts'
 import { formatBytes, formatTime } from './plan-format.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
@@ -51,9 +52,14 @@ export interface MeasureLinksOptions {
 
 /** The links one coordinator measured, by ordered pair; null = probed, unknown. */
 export class LinkTable {
+  private readonly coordinator: Coordinator
   private readonly measured = new Map<string, LinkSpeed | null>()
   private queue: Promise<unknown> = Promise.resolve()
   private made = 0
+
+  constructor (coordinator: Coordinator) {
+    this.coordinator = coordinator
+  }
 
   /** Probes made so far. */
   get probes (): number {
@@ -61,7 +67,7 @@ export class LinkTable {
   }
 
   /** Probes every ordered pair of `peers` not probed before, one at a time; returns their known links. */
-  async measure (coordinator: Coordinator, peers: PeerInfo[], options: MeasureLinksOptions = {}): Promise<LinkMatrix> {
+  async measure (peers: PeerInfo[], options: MeasureLinksOptions = {}): Promise<LinkMatrix> {
     const bytes = options.probeBytes ?? DEFAULT_PROBE_BYTES
     if (!Number.isInteger(bytes) || bytes < 1 || bytes > MAX_PROBE_BYTES) throw new LumiereError('BAD_ARGUMENT', `link probes send 1..${MAX_PROBE_BYTES} bytes, not ${bytes}`)
     const run = this.queue.then(async () => {
@@ -69,7 +75,7 @@ export class LinkTable {
         for (const to of peers) {
           if (from.id === to.id || this.measured.has(key(from.id, to.id))) continue
           options.signal?.throwIfAborted()
-          this.measured.set(key(from.id, to.id), await this.probe(coordinator, from, to, bytes, options))
+          this.measured.set(key(from.id, to.id), await this.probe(from, to, bytes, options))
         }
       }
       return this.matrix(peers)
@@ -90,7 +96,7 @@ export class LinkTable {
     return out
   }
 
-  private async probe (coordinator: Coordinator, from: PeerInfo, to: PeerInfo, bytes: number, options: MeasureLinksOptions): Promise<LinkSpeed | null> {
+  private async probe (from: PeerInfo, to: PeerInfo, bytes: number, options: MeasureLinksOptions): Promise<LinkSpeed | null> {
     const start = performance.now()
     const done = (link: LinkSpeed | null, error?: LumiereError): LinkSpeed | null => {
       options.onProbe?.({ from: from.id, to: to.id, ...(link != null ? { link } : {}), ...(error != null ? { error } : {}), seconds: (performance.now() - start) / 1000 })
@@ -98,7 +104,8 @@ export class LinkTable {
     }
     this.made++
     try {
-      const { body } = await rpcCall(coordinator.node, from.addrs.map((a) => multiaddr(a)), 'link.probe', { to: to.id, addrs: to.addrs, bytes }, { signal: options.signal, timeoutMs: PROBE_TIMEOUT_MS })
+      const target = from.addrs.length > 0 ? from.addrs.map((a) => multiaddr(a)) : peerIdFromString(from.id)
+      const { body } = await rpcCall(this.coordinator.node, target, 'link.probe', { to: to.id, addrs: to.addrs.slice(0, MAX_ADDRS), bytes }, { signal: options.signal, timeoutMs: PROBE_TIMEOUT_MS })
       return done(body)
     } catch (err) {
       options.signal?.throwIfAborted()
@@ -119,7 +126,7 @@ const tables = new WeakMap<Coordinator, LinkTable>()
 export function linkTable (coordinator: Coordinator): LinkTable {
   let table = tables.get(coordinator)
   if (table == null) {
-    table = new LinkTable()
+    table = new LinkTable(coordinator)
     tables.set(coordinator, table)
   }
   return table
@@ -127,7 +134,7 @@ export function linkTable (coordinator: Coordinator): LinkTable {
 
 /** Measures the links among `peers` not measured yet by this coordinator (LinkTable.measure). */
 export async function measureLinks (coordinator: Coordinator, peers: PeerInfo[], options: MeasureLinksOptions = {}): Promise<LinkMatrix> {
-  return await linkTable(coordinator).measure(coordinator, peers, options)
+  return await linkTable(coordinator).measure(peers, options)
 }
 
 /** `peer` with its measured links to others (PeerCapacity.links), when there are any. */

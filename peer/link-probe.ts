@@ -31,6 +31,7 @@ import type { RpcHandler, RpcTarget } from '../protocol/rpc.ts'
 import type { EgressThrottle } from './egress-throttle.ts'
 import type { ResponseBody } from '../protocol/messages.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
+import type { Tensor } from '../src/tensor/tensor.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** Timed pings after the one that opens the connection. */
@@ -80,7 +81,7 @@ export async function measureLink (node: MeshNode, to: string, addrs: string[], 
     await rpcCall(node, target, 'ping', {}, { signal, timeoutMs: PING_TIMEOUT_MS })
     if (i > 0) rtt = Math.min(rtt, (performance.now() - start) / 1000)
   }
-  const payload = { dtype: 'U8' as const, shape: [bytes], data: new Uint8Array(bytes) }
+  const payload: Tensor = { dtype: 'U8', shape: [bytes], data: new Uint8Array(bytes) }
   let seconds = Infinity
   for (let i = 0; i < SENDS; i++) {
     const start = performance.now()
@@ -93,7 +94,7 @@ export async function measureLink (node: MeshNode, to: string, addrs: string[], 
 }
 
 /** One tensor frame to the receiving end, resolved when it acknowledges having read it. */
-async function sendProbe (node: MeshNode, target: RpcTarget, payload: { dtype: 'U8', shape: number[], data: Uint8Array }, signal?: AbortSignal): Promise<void> {
+async function sendProbe (node: MeshNode, target: RpcTarget, payload: Tensor, signal?: AbortSignal): Promise<void> {
   const where = `link probe to ${Array.isArray(target) ? String(target[0]) : String(target)}`
   let stream
   try {
