@@ -3,7 +3,7 @@ import { LumiereError } from '../src/errors.ts'
 import { linkBetween, planBottleneck, transferSeconds } from './plan.ts'
 import type { Boundary, PeerCapacity, Plan, StageInput, StageOutput, StagePlan } from './plan.ts'
 import { foldedSearch, foldCandidates, FoldTables } from './fold.ts'
-import type { FoldSearch } from './fold.ts'
+import type { FoldLinks, FoldSearch } from './fold.ts'
 
 /**
  * The partitioner: cuts a Dag's topological order into stages and places
@@ -30,19 +30,23 @@ import type { FoldSearch } from './fold.ts'
  * Objective (the rule):
  *   1. Minimise the bottleneck B over every cut and every candidate peer
  *      order (below), subject to every peer fitting its memory (the sum over
- *      its stages of paramBytes + peakActivationBytes <= memoryBytes). Call
- *      the best B*.
- *   2. Among all cuts and orders whose bottleneck is <= B* x (1 + balance)
- *      (balance defaults to 0.1: within 10 % of the best), take the one with
- *      the fewest wire bytes per forward pass; ties go to the lower
- *      bottleneck, then to the earlier candidate order.
- *   For 'folded', B* is the best over folded AND contiguous plans, i.e.
- *   min(B* contiguous, B* folded): a folded plan must be within (1 +
- *   balance) of the best plan of either kind (it may use its better
- *   balance rather than save bytes; see coordinator/fold.ts). 'auto'
- *   applies the rule to the two finished plans (pickAuto): the folded plan
- *   when it has fewer wire bytes and its bottleneck is within (1 + balance)
- *   of the better one's (or when the contiguous one is not).
+ *      its stages of paramBytes + peakActivationBytes <= memoryBytes), for
+ *      each placement searched: B*c (contiguous), B*f (folded). The
+ *      reference is the best of them, B* = min(B*c, B*f) (just B*c for
+ *      placement 'contiguous').
+ *   2. Each placement's plan: the fewest wire bytes per forward pass among
+ *      its cuts and orders whose bottleneck is <= B* x (1 + balance)
+ *      (balance defaults to 0.1: within 10 % of the best plan of either
+ *      kind); ties go to the lower bottleneck, then to the earlier candidate
+ *      order. A placement that cannot get that close (its best exceeds the
+ *      bound) shows its fastest plan instead (bound = its own best). So the
+ *      contiguous and the folded plan are held to the same compute balance,
+ *      and, since every contiguous plan is a folded one, the folded plan has
+ *      no more wire bytes than the contiguous one unless it is more than
+ *      `balance` faster. 'auto' then applies the rule to the two finished
+ *      plans (pickAuto): the folded plan when it has fewer wire bytes and
+ *      its bottleneck is within (1 + balance) of the better one's (or when
+ *      the contiguous one is not).
  *   The contiguous steps are exact dynamic programs over cut positions (the
  *   wire bytes of a plan are the sum over stages of the bytes each stage
  *   receives, and what a contiguous stage [i, j) receives depends only on i
@@ -761,20 +765,26 @@ export function partitionAll (dag: Dag, peers: PeerCapacity[], options: Partitio
     impossible(`${K} stages need ${K} peers (each stage runs on its own peer), but only ${peers.length} ${peers.length === 1 ? 'is' : 'are'} available: add ${K - peers.length} more or plan fewer stages`)
   }
   const state = new RangeState(m, dag.nodes.length)
-  let contiguous: Contiguous | null = null
+  let fastC: ContiguousFastest | null = null
   let failure: unknown = null
   try {
-    contiguous = contiguousSearch(dag, m, state, peers, K, balance)
+    fastC = contiguousFastest(dag, m, state, peers, K, balance)
   } catch (err) {
     if (placement === 'contiguous' || !(err instanceof LumiereError) || err.code !== 'PLAN_IMPOSSIBLE') throw err
     failure = err
   }
   if (placement === 'contiguous') {
-    const plan = (contiguous as Contiguous).plan
+    const c = fastC as ContiguousFastest
+    const plan = contiguousPlan(dag, m, state, peers, K, c, c.best * (1 + balance) + c.best * EPS).plan
     return { contiguous: plan, folded: null, chosen: plan }
   }
-  const orders = contiguous?.orders ?? candidateOrders(peers, K).orders.list
-  const folded = foldedPlan(dag, m, state, peers, K, balance, orders, contiguous)
+  const orders = fastC?.orders ?? candidateOrders(peers, K).orders.list
+  const fastF = K === 1 ? null : foldedFastest(m, state, K, balance, orders, fastC)
+  // One reference for both kinds: the best bottleneck of either (see the header).
+  const best = Math.min(fastC?.best ?? Infinity, fastF?.best ?? Infinity)
+  const bound = (own: number): number => Math.max(best * (1 + balance), own) + best * EPS
+  const contiguous = fastC === null ? null : contiguousPlan(dag, m, state, peers, K, fastC, bound(fastC.best))
+  const folded = K === 1 ? contiguous?.plan ?? null : fastF === null ? null : foldedPlan(dag, m, state, peers, K, fastF, bound(fastF.best), contiguous)
   if (folded === null && contiguous === null) throw failure
   if (placement === 'folded') {
     if (folded === null) impossible(`no folded placement of the model on ${K} peers fits the peers' memory; plan contiguous stages or use peers with more memory`)
@@ -801,18 +811,26 @@ function pickAuto (c: Plan | null, f: Plan | null, balance: number): Plan {
   return c
 }
 
-interface Contiguous {
-  plan: Plan
-  /** Best bottleneck of the search (its time model, see the header): B*. */
-  bottleneck: number
-  /** Cut positions of the chosen plan, 0 .. P. */
-  cuts: number[]
+/** Phase 1 of the contiguous planner: the fastest plan per candidate order. */
+interface ContiguousFastest {
+  /** Cut candidates (positions) the searches index into. */
+  c: number[]
   /** The candidate peer orders searched. */
   orders: PeerCapacity[][]
+  /** Per order: its fastest plan (null: nothing fits, or slower than the cut-off). */
+  fastest: Array<Search | null>
+  /** Best bottleneck of the search (its time model, see the header): B* contiguous. */
+  best: number
 }
 
-/** The contiguous planner (the header's rule). Throws PLAN_IMPOSSIBLE when nothing fits. */
-function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, balance: number): Contiguous {
+interface Contiguous {
+  plan: Plan
+  /** Cut positions of the chosen plan, 0 .. P. */
+  cuts: number[]
+}
+
+/** Phase 1 of the contiguous planner. Throws PLAN_IMPOSSIBLE when nothing fits. */
+function contiguousFastest (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, balance: number): ContiguousFastest {
   const c = cutCandidates(m, K)
   const { orders: set, subsets } = candidateOrders(peers, K)
   for (const subset of subsets) {
@@ -822,8 +840,8 @@ function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCap
     if (o !== null) set.add(o)
   }
   const orders = set.list
-  // Phase 1. An order whose bottleneck exceeds (1 + balance) x the best so
-  // far can never be chosen, so later searches are cut off there.
+  // An order whose bottleneck exceeds (1 + balance) x the best so far can
+  // never be chosen, so later searches are cut off there.
   let bestB = Infinity
   const phase1 = (o: PeerCapacity[]): Search | null => {
     const r = search(m, c, o, 'time', bestB * (1 + balance) + bestB * EPS, true, state)
@@ -848,8 +866,12 @@ function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCap
     }
   }
   if (bestB === Infinity) memoryFailure(dag, m, c, peers, orders, K, state)
+  return { c, orders, fastest, best: bestB }
+}
 
-  const bound = bestB * (1 + balance) + bestB * EPS
+/** Phase 2 of the contiguous planner: the fewest wire bytes with every stage within `bound`. */
+function contiguousPlan (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, p1: ContiguousFastest, bound: number): Contiguous {
+  const { c, orders, fastest } = p1
   let chosen: { r: Search, order: PeerCapacity[] } | null = null
   orders.forEach((order, o) => {
     const r0 = fastest[o]
@@ -863,34 +885,53 @@ function contiguousSearch (dag: Dag, m: Model, state: RangeState, peers: PeerCap
   const segments: Segment[] = []
   for (let k = 0; k < K; k++) segments.push({ start: cuts[k], end: cuts[k + 1], slot: k })
   const order = assignPeers(m, state, segments, pick.order, peers)
-  return { plan: buildPlan(dag, m, segments, order, 'contiguous'), bottleneck: bestB, cuts, orders }
+  return { plan: buildPlan(dag, m, segments, order, 'contiguous'), cuts }
 }
 
 /** Coarse cut candidates of the folded search (about; at least 2K + 8): its DP costs ~ count^4 / 8 per peer. */
 const FOLD_CANDIDATES = 64
 
+/** Phase 1 of the folded planner: the fastest folded placement per candidate order. */
+interface FoldedFastest {
+  tables: FoldTables
+  /** Coarse cut candidates (foldCandidates), without seeds. */
+  coarse: number[]
+  orders: PeerCapacity[][]
+  terms: FoldLinks[]
+  fastest: Array<FoldSearch | null>
+  /** Best folded bottleneck (fold.ts's time model): B* folded. */
+  best: number
+}
+
 /**
- * The folded planner (coordinator/fold.ts): the same rule over folded
- * placements, with the balance reference B = min(B* contiguous, B* folded).
- * Null when no folded placement fits memory.
+ * Phase 1 of the folded planner (coordinator/fold.ts), seeded with the
+ * cuts of the fastest contiguous plan. Only plans within (1 + balance) of the best
+ * contiguous one can matter, so the searches are cut off there. Null when
+ * no folded placement fits memory (or beats that cut-off).
  */
-function foldedPlan (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, balance: number,
-  orders: PeerCapacity[][], contiguous: Contiguous | null): Plan | null {
-  if (K === 1) return contiguous?.plan ?? null
+function foldedFastest (m: Model, state: RangeState, K: number, balance: number, orders: PeerCapacity[][], p1: ContiguousFastest | null): FoldedFastest | null {
   const tables = new FoldTables(m, state)
   const coarse = foldCandidates(m, Math.max(FOLD_CANDIDATES, 2 * K + 8))
-  if (contiguous !== null) coarse.push(...contiguous.cuts)
-  const Bc = contiguous?.bottleneck ?? Infinity
+  const seed = p1?.fastest.find(r => r !== null && r.bottleneck === p1.best)?.cuts.map(u => p1!.c[u]) ?? []
+  const Bc = p1?.best ?? Infinity
   const bound0 = Bc === Infinity ? Infinity : Bc * (1 + balance) + Bc * EPS
   const terms = orders.map(o => ({ a: linkTerms(o), b: linkTerms(o, k => k + 1) }))
-  // Phase 1: the best folded bottleneck per order (only below bound0 matters).
-  const fastest = orders.map((o, i) => foldedSearch(tables, o, terms[i], 'time', bound0, coarse))
-  let Bf = Infinity
-  for (const r of fastest) if (r !== null && r.bottleneck < Bf) Bf = r.bottleneck
-  if (Bf === Infinity) return null
-  const B = Math.min(Bc, Bf)
-  const bound = B * (1 + balance) + B * EPS
-  // Phase 2: the fewest wire bytes within the bound.
+  const fastest = orders.map((o, i) => foldedSearch(tables, o, terms[i], 'time', bound0, [...coarse, ...seed]))
+  let best = Infinity
+  for (const r of fastest) if (r !== null && r.bottleneck < best) best = r.bottleneck
+  return best === Infinity ? null : { tables, coarse, orders, terms, fastest, best }
+}
+
+/**
+ * Phase 2 of the folded planner: the fewest wire bytes within `bound`,
+ * searched with the chosen contiguous plan's cuts among the candidates (a
+ * contiguous plan is a folded one with empty mirrors), so a folded plan
+ * under the same bound never has more wire bytes.
+ */
+function foldedPlan (dag: Dag, m: Model, state: RangeState, peers: PeerCapacity[], K: number, p1: FoldedFastest, bound: number,
+  contiguous: Contiguous | null): Plan | null {
+  const { tables, orders, terms, fastest } = p1
+  const coarse = [...p1.coarse, ...(contiguous?.cuts ?? [])]
   let chosen: { r: FoldSearch, order: PeerCapacity[] } | null = null
   orders.forEach((order, i) => {
     const r0 = fastest[i]
