@@ -39,8 +39,18 @@
  *   for tcp (preallocated receive buffer, like the naive receiver), between
  *   createMeshNode() nodes over WebRTC-direct.
  *   wire_webrtc_gain = webrtc MB/s ÷ webrtc_naive MB/s, per round, median.
+ * - f16 (the `--wire f16` path): the sender narrows the F32 tensor to F16
+ *   (src/tensor/float16.ts), pushes it with the same rpc, and the server
+ *   widens it back to F32 before replying; timed from the narrowing to the
+ *   reply and counted in F32 bytes. wire_f16_ratio = that ÷ raw_tcp, per
+ *   round (own rounds, after the TCP ones), median; wire_f16_max_rel_error is
+ *   the largest |widened − x| / |x| over the bench tensor's elements in the
+ *   normal F16 range (the wire itself is bit-exact, so this is the whole error).
  *
- *   node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--json]
+ * Every ratio comes with its spread over the rounds (min and max), since the
+ * machine is shared: medians move little, single rounds a lot.
+ *
+ *   node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--f16-rounds 3] [--one-process] [--no-webrtc] [--json]
  */
 import { fork } from 'node:child_process'
 import { createServer, connect } from 'node:net'
@@ -56,7 +66,10 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { createMeshNode, loopbackListen } from '../src/mesh/node.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
+import { F16_MIN_NORMAL } from '../src/tensor/float16.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import { view } from '../src/tensor/tensor.ts'
+import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
 import { benchArgs } from './args.ts'
 
 const NAIVE_PROTOCOL = '/lumiere-bench/naive/1.0.0'
@@ -69,6 +82,8 @@ export interface TransportOptions {
   /** Tensor size for the WebRTC pair (default 64 MiB: WebRTC-direct moves tens of MB/s). */
   webrtcMib?: number
   rounds?: number
+  /** Rounds of the f16 pair (0 skips it; default 3: narrowing 256 MiB in JS takes about a second). */
+  f16Rounds?: number
   webrtc?: boolean
   onePlace?: boolean
   log?: (line: string) => void
@@ -76,11 +91,21 @@ export interface TransportOptions {
 
 export interface Series { mbps: number, runs: number[] }
 
+/** The smallest and largest per-round value of a ratio. */
+export type Spread = [number, number]
+
 export interface TransportFigures {
   wire_tcp_ratio: number
+  wire_tcp_ratio_spread: Spread
   /** The tensor channel reading into fresh memory (the rpc default) ÷ raw TCP. */
   tcp_fresh_memory_ratio: number
+  tcp_fresh_memory_ratio_spread: Spread
   wire_webrtc_gain?: number
+  wire_webrtc_gain_spread?: Spread
+  /** F32 bytes per second through narrow → push as F16 → widen, ÷ raw TCP. */
+  wire_f16_ratio?: number
+  wire_f16_ratio_spread?: Spread
+  wire_f16_max_rel_error?: number
   layout: 'two processes' | 'one process'
   bytes: number
   webrtc_bytes?: number
@@ -90,6 +115,7 @@ export interface TransportFigures {
   tcp_fresh_memory: Series
   webrtc_naive?: Series
   webrtc?: Series
+  f16?: Series
   tcp_ratios: number[]
   webrtc_gains?: number[]
   /** The encryption the tensor channel's TCP connection negotiated. */
@@ -98,7 +124,7 @@ export interface TransportFigures {
 
 // ------------------------------------------------------------ receivers
 
-interface ReceiverAddrs { raw: number, mesh: string[], meshFresh: string[], naive: string }
+interface ReceiverAddrs { raw: number, mesh: string[], meshFresh: string[], meshF16: string[], naive: string }
 
 /** Starts every receiving end; `bytes` / `webrtcBytes` size the baselines' preallocated buffers. */
 export async function startReceivers (bytes: number, webrtcBytes: number): Promise<{ addrs: ReceiverAddrs, stop: () => Promise<void> }> {
@@ -129,6 +155,14 @@ export async function startReceivers (bytes: number, webrtcBytes: number): Promi
   // ... and one with the default allocation: fresh memory per tensor, as peers read activations today
   const meshFresh = await createMeshNode({ listen: [loopbackListen('tcp')] })
   await handleRpc(meshFresh, { 'run.push': async () => ({ body: { ok: true } }) }, { maxTensorBytes })
+  // ... and one that widens float16 tensors back to float32, as a peer on a `--wire f16` job does
+  const meshF16 = await createMeshNode({ listen: [loopbackListen('tcp')] })
+  await handleRpc(meshF16, {
+    'run.push': async (req) => {
+      widenFromWire(req.tensors, 'f16')
+      return { body: { ok: true } }
+    }
+  }, { maxTensorBytes, allocate: (n) => tensorSink.subarray(0, n) })
 
   // the naive WebRTC baseline: default libp2p, for-await reader
   const naive = await defaultWebRtcNode(true)
@@ -148,10 +182,10 @@ export async function startReceivers (bytes: number, webrtcBytes: number): Promi
   })
   const naiveAddr = naive.getMultiaddrs().find((a) => a.toString().includes('/webrtc-direct'))
   return {
-    addrs: { raw: (server.address() as AddressInfo).port, mesh: mesh.getMultiaddrs().map(String), meshFresh: meshFresh.getMultiaddrs().map(String), naive: String(naiveAddr) },
+    addrs: { raw: (server.address() as AddressInfo).port, mesh: mesh.getMultiaddrs().map(String), meshFresh: meshFresh.getMultiaddrs().map(String), meshF16: meshF16.getMultiaddrs().map(String), naive: String(naiveAddr) },
     stop: async () => {
       server.close()
-      await Promise.all([mesh.stop(), meshFresh.stop(), naive.stop()])
+      await Promise.all([mesh.stop(), meshFresh.stop(), meshF16.stop(), naive.stop()])
     }
   }
 }
@@ -199,6 +233,24 @@ function rpcSender (client: MeshNode, addr: Multiaddr, tensor: Tensor): () => Pr
   }
 }
 
+/** The `--wire f16` path: narrow here, push, the server widens. */
+function f16Sender (client: MeshNode, addr: Multiaddr, tensor: Tensor): () => Promise<void> {
+  return async () => {
+    await rpcCall(client, addr, 'run.push', { jobId: 'bench', runId: 'r', stage: 0 }, { tensors: { x: narrowForWire(tensor, 'f16') }, timeoutMs: 600_000 })
+  }
+}
+
+/** Largest relative error of the F32 → F16 → F32 trip over the elements in the normal F16 range. */
+function f16RelativeError (tensor: Tensor): number {
+  const x = view(tensor) as Float32Array
+  const back = view(widenFromWire({ x: narrowForWire(tensor, 'f16') }, 'f16').x) as Float32Array
+  let worst = 0
+  for (let i = 0; i < x.length; i++) {
+    if (Math.abs(x[i]) >= F16_MIN_NORMAL) worst = Math.max(worst, Math.abs(back[i] - x[i]) / Math.abs(x[i]))
+  }
+  return worst
+}
+
 function naiveSender (client: Libp2p, addr: Multiaddr, data: Uint8Array): () => Promise<void> {
   return async () => {
     const stream = await client.dialProtocol(addr, NAIVE_PROTOCOL)
@@ -228,6 +280,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
   const bytes = Math.round((options.mib ?? 256) * 1024 * 1024 / 4) * 4
   const webrtcBytes = Math.round((options.webrtcMib ?? 64) * 1024 * 1024 / 4) * 4
   const rounds = options.rounds ?? 9
+  const f16Rounds = options.f16Rounds ?? 3
   const withWebrtc = options.webrtc !== false
   const log = options.log ?? (() => {})
 
@@ -262,6 +315,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
     const rtcAddr = multiaddr(addrs.mesh.find((a) => a.includes('/webrtc-direct')) ?? '')
     const tcp = rpcSender(meshClient, tcpAddr, tensor)
     const fresh = rpcSender(meshClient, multiaddr(addrs.meshFresh.find((a) => a.includes('/tcp/')) ?? ''), tensor)
+    const f16 = f16Sender(meshClient, multiaddr(addrs.meshF16.find((a) => a.includes('/tcp/')) ?? ''), tensor)
     const small: Tensor = { dtype: 'F32', shape: [webrtcBytes / 4], data: tensor.data.subarray(0, webrtcBytes) }
     const rtc = rtcClient != null ? rpcSender(rtcClient, rtcAddr, small) : undefined
     const naive = naiveClient != null ? naiveSender(naiveClient, multiaddr(addrs.naive), small.data) : undefined
@@ -271,9 +325,10 @@ export async function measureTransport (options: TransportOptions = {}): Promise
     await raw.once()
     await tcp()
 
-    const series: Record<'raw' | 'tcp' | 'fresh' | 'naive' | 'rtc', number[]> = { raw: [], tcp: [], fresh: [], naive: [], rtc: [] }
+    const series: Record<'raw' | 'tcp' | 'fresh' | 'f16' | 'naive' | 'rtc', number[]> = { raw: [], tcp: [], fresh: [], f16: [], naive: [], rtc: [] }
     const tcpRatios: number[] = []
     const freshRatios: number[] = []
+    const f16Ratios: number[] = []
     const gains: number[] = []
     // Each pair alternates which of its two runs first, round by round, so
     // that a drift in the machine's load favours neither.
@@ -301,6 +356,14 @@ export async function measureTransport (options: TransportOptions = {}): Promise
       freshRatios.push(e / a)
       log(`  fresh-memory round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, tensor channel into fresh memory ${e.toFixed(0)} MB/s (ratio ${(e / a).toFixed(3)})`)
     }
+    // The f16 rounds allocate too (the narrowed copy here, the widened one there): after the others.
+    for (let r = 0; r < f16Rounds; r++) {
+      const [a, h] = await pair(r, bytes, raw.once, f16)
+      series.f16.push(h)
+      f16Ratios.push(h / a)
+      log(`  f16 round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, F32 through narrow + push as F16 + widen ${h.toFixed(0)} MB/s (ratio ${(h / a).toFixed(3)})`)
+    }
+    const f16Error = f16Rounds > 0 ? f16RelativeError(tensor) : undefined
     // WebRTC last as well: node-datachannel's threads stay busy for a while
     // after a transfer and would slow a TCP run that followed.
     if (naive != null && rtc != null) {
@@ -316,13 +379,17 @@ export async function measureTransport (options: TransportOptions = {}): Promise
     }
     const s = (xs: number[]): Series => ({ mbps: Math.round(median(xs)), runs: xs.map((x) => Math.round(x)) })
     const fix = (x: number): number => Number(x.toFixed(3))
+    const spread = (xs: number[]): Spread => [fix(Math.min(...xs)), fix(Math.max(...xs))]
     const encryption = meshClient.getConnections()[0]?.encryption
     const rtcPath = rtcClient?.getConnections().map((c) => c.remoteAddr.toString())
     if (rtcPath != null && !rtcPath.every((a) => a.includes('/webrtc-direct'))) throw new Error(`the WebRTC client holds a non-WebRTC connection: ${rtcPath.join(', ')}`)
     return {
       wire_tcp_ratio: fix(median(tcpRatios)),
+      wire_tcp_ratio_spread: spread(tcpRatios),
       tcp_fresh_memory_ratio: fix(median(freshRatios)),
-      ...(naive != null ? { wire_webrtc_gain: fix(median(gains)) } : {}),
+      tcp_fresh_memory_ratio_spread: spread(freshRatios),
+      ...(naive != null ? { wire_webrtc_gain: fix(median(gains)), wire_webrtc_gain_spread: spread(gains) } : {}),
+      ...(f16Error != null ? { wire_f16_ratio: fix(median(f16Ratios)), wire_f16_ratio_spread: spread(f16Ratios), wire_f16_max_rel_error: Number(f16Error.toPrecision(3)) } : {}),
       layout: options.onePlace === true ? 'one process' : 'two processes',
       bytes,
       ...(naive != null ? { webrtc_bytes: webrtcBytes } : {}),
@@ -331,6 +398,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
       tcp: s(series.tcp),
       tcp_fresh_memory: s(series.fresh),
       ...(naive != null ? { webrtc_naive: s(series.naive), webrtc: s(series.rtc) } : {}),
+      ...(f16Error != null ? { f16: s(series.f16) } : {}),
       tcp_ratios: tcpRatios.map(fix),
       ...(naive != null ? { webrtc_gains: gains.map(fix) } : {}),
       ...(encryption != null ? { tcp_encryption: encryption } : {})
@@ -342,6 +410,8 @@ export async function measureTransport (options: TransportOptions = {}): Promise
   }
 }
 
+const USAGE = 'node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--f16-rounds 3] [--one-process] [--no-webrtc] [--json]'
+
 if (import.meta.main) {
   if (process.argv[2] === '--receivers') {
     const r = await startReceivers(Number(process.argv[3]), Number(process.argv[4]))
@@ -352,22 +422,27 @@ if (import.meta.main) {
       mib: { type: 'string', default: '256' },
       'webrtc-mib': { type: 'string', default: '64' },
       rounds: { type: 'string', default: '9' },
+      'f16-rounds': { type: 'string', default: '3' },
       'one-process': { type: 'boolean', default: false },
       'no-webrtc': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false }
-    }, 'node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--no-webrtc] [--json]')
+    }, USAGE)
     const rounds = Number(values.rounds)
-    if (!(Number(values.mib) > 0) || !(Number(values['webrtc-mib']) > 0) || !Number.isInteger(rounds) || rounds < 1) {
-      console.error('usage: node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--one-process] [--no-webrtc] [--json]')
+    const f16Rounds = Number(values['f16-rounds'])
+    if (!(Number(values.mib) > 0) || !(Number(values['webrtc-mib']) > 0) || !Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(f16Rounds) || f16Rounds < 0) {
+      console.error(`usage: ${USAGE}`)
       process.exit(2)
     }
     const log = (line: string): void => { if (values.json !== true) console.log(line) }
     log(`tensor channel vs baselines, ${values['one-process'] === true ? 'both ends in this process' : 'receivers in a child process'}, node ${process.version}`)
-    const f = await measureTransport({ mib: Number(values.mib), webrtcMib: Number(values['webrtc-mib']), rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
+    const f = await measureTransport({ mib: Number(values.mib), webrtcMib: Number(values['webrtc-mib']), rounds, f16Rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
     if (values.json === true) console.log(JSON.stringify(f))
     else {
-      log(`wire_tcp_ratio   ${f.wire_tcp_ratio}  (raw TCP ${f.raw_tcp.mbps} MB/s, tensor channel ${f.tcp.mbps} MB/s, ${f.tcp_encryption ?? '?'}; into fresh memory ${f.tcp_fresh_memory.mbps} MB/s, ratio ${f.tcp_fresh_memory_ratio})`)
-      if (f.wire_webrtc_gain != null) log(`wire_webrtc_gain ${f.wire_webrtc_gain}  (naive ${f.webrtc_naive?.mbps} MB/s, tensor channel ${f.webrtc?.mbps} MB/s)`)
+      const range = (s: Spread): string => `rounds ${s[0]}–${s[1]}`
+      log(`wire_tcp_ratio         ${f.wire_tcp_ratio}  (${range(f.wire_tcp_ratio_spread)}; raw TCP ${f.raw_tcp.mbps} MB/s, tensor channel ${f.tcp.mbps} MB/s, ${f.tcp_encryption ?? '?'})`)
+      log(`tcp_fresh_memory_ratio ${f.tcp_fresh_memory_ratio}  (${range(f.tcp_fresh_memory_ratio_spread)}; tensor channel into fresh memory ${f.tcp_fresh_memory.mbps} MB/s)`)
+      if (f.wire_f16_ratio != null && f.wire_f16_ratio_spread != null) log(`wire_f16_ratio         ${f.wire_f16_ratio}  (${range(f.wire_f16_ratio_spread)}; ${f.f16?.mbps} MB/s of F32; max relative error ${f.wire_f16_max_rel_error})`)
+      if (f.wire_webrtc_gain != null && f.wire_webrtc_gain_spread != null) log(`wire_webrtc_gain       ${f.wire_webrtc_gain}  (${range(f.wire_webrtc_gain_spread)}; naive ${f.webrtc_naive?.mbps} MB/s, tensor channel ${f.webrtc?.mbps} MB/s)`)
     }
   }
 }
