@@ -20,6 +20,7 @@ import type { VerifyReport } from './verify.ts'
 import type { Application, ApplicationInputs } from './applications.ts'
 import type { Checkpoint, JobSpec } from './checkpoint.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
+import type { LivenessOptions, PoolChange } from './liveness.ts'
 import type { KnownRegion } from '../src/diffusion/known-region.ts'
 import type { Style } from '../src/model/style.ts'
 import type { ModelProto } from '../src/onnx/proto.ts'
@@ -41,6 +42,13 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   samples: number
   sampler?: 'ddim' | 'ancestral'
   thresholding?: boolean
+  /**
+   * Stages to cut the base model into. Default: one per peer, following the
+   * pool (a peer lost merges its stage into the others'; a peer that joins
+   * gets one of its own from the next step). A number given stays fixed,
+   * fewer while fewer peers are left; joined peers then take stages only
+   * where the planner prefers them.
+   */
   stages?: number
   /** Run the package's SSR after the base model (default: when the package has one). */
   ssr?: boolean
@@ -68,8 +76,23 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   verify?: number
   /** Send SSR windows that run long to an idle peer too; the first answer wins. */
   hedge?: boolean
+  /** Heartbeats to the peers while the job runs (liveness.ts); a peer that misses them is dropped and its work redone. */
+  liveness?: LivenessOptions
   onStep?: (progress: StepProgress) => void
+  /** Warnings, a lost peer among them. */
   onWarning?: (message: string) => void
+  /** Every change of the job's peers (lost or joined) and the re-plan it caused. */
+  onReplan?: (notice: ReplanNotice) => void
+  /** The coordinator and its peers, before any work: a caller may admit peers that join mid-job (Coordinator.admit). */
+  onMesh?: (mesh: MeshSession) => void
+}
+
+export interface ReplanNotice extends PoolChange {
+  phase: 'base' | 'ssr'
+  /** The step (0-based) that runs on the new plan: redone in part after a loss, whole after a join. */
+  step: number
+  /** One line for people, e.g. "peer X joined; re-planned onto 3 peer(s) in 3 stage(s) from step 4". */
+  message: string
 }
 
 export interface StepProgress {
@@ -156,6 +179,7 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
   const saver = options.checkpoint == null ? undefined : await CheckpointWriter.open(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
 
   return withMesh(options, async (mesh) => {
+    options.onMesh?.(mesh)
     const started = performance.now()
     const base = options.resumeFrom?.record.phase === 'ssr'
       ? resumedBase(options.resumeFrom, pkg)
@@ -184,7 +208,7 @@ function resumedBase (checkpoint: Checkpoint, pkg: ModelPackage): Omit<GenerateR
   return { base, fps: pkg.manifest.fps, plan: NO_PLAN, secondsPerStep: 0, utilisation: [], forwardPasses: 0 }
 }
 
-export interface UpscaleVideoOptions extends MeshOptions, Pick<GenerateOptions, 'prompt' | 'negative' | 'model' | 'steps' | 'guidance' | 'seed' | 'sampler' | 'thresholding' | 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'timeoutMs' | 'wire' | 'verify' | 'hedge' | 'onStep' | 'onWarning'> {
+export interface UpscaleVideoOptions extends MeshOptions, Pick<GenerateOptions, 'prompt' | 'negative' | 'model' | 'steps' | 'guidance' | 'seed' | 'sampler' | 'thresholding' | 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'timeoutMs' | 'wire' | 'verify' | 'hedge' | 'liveness' | 'onStep' | 'onWarning' | 'onReplan'> {
   /** The low-res video (MP4, GIF, PNG folder, safetensors), fitted to the SSR's input size and `frames`. */
   video: string
   /** Frames to upscale (default: the model's base frame count); at least the SSR window. */
@@ -242,12 +266,16 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
   const { model } = base
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
   const shape = [3, pkg.manifest.base.frames, pkg.manifest.base.height, pkg.manifest.base.width]
+  // The step whose forward passes are under way, for the re-plan messages.
+  let atStep = resumeState(options.resumeFrom, 'base')?.step ?? 0
   const pipeline = new ResilientPipeline(mesh.coordinator, model, dag, mesh.peers, {
-    stages: options.stages ?? mesh.peers.length,
+    stages: options.stages,
     signal: options.signal,
     wire: options.wire,
     style: base.style,
-    onReplan: ({ lost, peers, stages }) => { options.onWarning?.(`lost peer ${lost.join(', ')}; re-planned onto ${peers} peer(s) in ${stages} stage(s) and redoing the lost work of this step`) },
+    liveness: options.liveness,
+    onReplan: (change) => { replanned(options, 'base', change, atStep) },
+    onWarning: options.onWarning,
     verify: options.verify,
     onLiar: (evidence) => { options.onWarning?.(describeEvidence(evidence, 'base')) }
   })
@@ -280,11 +308,16 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
       tStart: inputs.tStart,
       resume,
       project: known == null ? undefined : (xs, level, step, final) => { for (const [b, x] of xs.entries()) replaceKnown(x, known, level, options.seed, step, b, final) },
-      predict: async (xs, logsnr) => Promise.all(xs.map(async (x) => {
-        if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
-        const [vc, vu] = await Promise.all([forward(x, logsnr, prompts.cond), forward(x, logsnr, prompts.uncond)])
-        return guidance(vu, vc, options.guidance)
-      })),
+      predict: async (xs, logsnr, step) => {
+        atStep = step
+        // A step boundary: peers that joined come into use here, never mid-step.
+        pipeline.beginStep()
+        return Promise.all(xs.map(async (x) => {
+          if (options.guidance === 1) return forward(x, logsnr, prompts.cond)
+          const [vc, vu] = await Promise.all([forward(x, logsnr, prompts.cond), forward(x, logsnr, prompts.uncond)])
+          return guidance(vu, vc, options.guidance)
+        }))
+      },
       onStep: (step, steps, state) => {
         record(state)
         saver?.step('base', step, steps, state.xs, [1, ...shape], options.stages ?? mesh.peers.length)
@@ -300,19 +333,24 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
 }
 
 /** The SSR on overlapping windows, scattered over every peer and fused by MultiDiffusion. */
-type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep' | 'resumeFrom' | 'verify' | 'hedge' | 'onWarning'>
+type SsrPhaseOptions = Pick<GenerateOptions, 'ssrWindow' | 'ssrStride' | 'ssrWeighting' | 'guidance' | 'steps' | 'seed' | 'sampler' | 'thresholding' | 'signal' | 'timeoutMs' | 'wire' | 'onStep' | 'resumeFrom' | 'verify' | 'hedge' | 'liveness' | 'onWarning' | 'onReplan'>
 
 async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Prompts, lowres: Tensor, known: KnownRegion | undefined, options: SsrPhaseOptions, started: number, saver?: CheckpointWriter): Promise<{ video: Tensor, windows: Record<string, number>, verification?: VerifyReport }> {
   const ssr = pkg.manifest.ssr
   if (ssr == null) throw new LumiereError('INTERNAL', 'no SSR in the package')
   const model = loadModel(pkg.path(ssr.graph))
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
+  // The step whose windows are under way (upscaleClips asks for one step's windows at a time).
+  let atStep = resumeState(options.resumeFrom, 'ssr')?.step ?? 0
   const scatter = await Scatter.open(mesh.coordinator, model, dag, mesh.peers, {
     signal: options.signal,
     taskTimeoutMs: options.timeoutMs,
     wire: options.wire,
     verify: options.verify,
     hedge: options.hedge,
+    liveness: options.liveness,
+    onReplan: (change) => { replanned(options, 'ssr', change, atStep) },
+    onWarning: options.onWarning,
     onLiar: (evidence) => { options.onWarning?.(describeEvidence(evidence, 'SSR')) }
   })
   try {
@@ -343,6 +381,7 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
       resume,
       onStep: (step, steps, state) => {
         record(state)
+        atStep = step
         saver?.step('ssr', step, steps, state.xs, [1, 3, frames, ssr.height, ssr.width], mesh.peers.length, lowres)
         options.onStep?.({ phase: 'ssr', step, steps, utilisation: [], elapsedMs: performance.now() - started })
       }
@@ -351,6 +390,26 @@ async function runSsrPhase (mesh: MeshSession, pkg: ModelPackage, prompts: Promp
   } finally {
     await scatter.close()
   }
+}
+
+/** Tells the caller of a change of the peers: every change to onReplan, a loss also to onWarning. */
+function replanned (options: Pick<GenerateOptions, 'onWarning' | 'onReplan'>, phase: 'base' | 'ssr', change: PoolChange, step: number): void {
+  const message = describeChange(phase, change, step)
+  if (change.lost.length > 0) options.onWarning?.(message)
+  options.onReplan?.({ ...change, phase, step, message })
+}
+
+function describeChange (phase: 'base' | 'ssr', change: PoolChange, step: number): string {
+  const at = `step ${step + 1}`
+  if (phase === 'base') {
+    const onto = `re-planned onto ${change.peers} peer(s) in ${change.stages ?? 0} stage(s)`
+    return change.lost.length > 0
+      ? `lost peer ${change.lost.join(', ')} (${change.why ?? 'gone'}); ${onto} and redoing the lost work of ${at}`
+      : `peer ${change.joined.join(', ')} joined; ${onto} from ${at}`
+  }
+  return change.lost.length > 0
+    ? `lost peer ${change.lost.join(', ')} (${change.why ?? 'gone'}); its SSR windows go to the ${change.peers} peer(s) left, from ${at} on`
+    : `peer ${change.joined.join(', ')} joined; SSR windows go to ${change.peers} peer(s) from ${at}`
 }
 
 function rollbackMessage (phase: string, from: number, to: number): string {

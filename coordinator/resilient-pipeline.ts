@@ -3,9 +3,11 @@ import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { rpcCall } from '../protocol/rpc.ts'
 import { graphInputs, graphOutputs } from './check-inputs.ts'
 import { buildStages, deploy } from './deploy.ts'
+import { DEFAULT_LIVENESS, Heartbeat, lossReason, stuckStage } from './liveness.ts'
 import { Pipeline } from './pipeline.ts'
 import { Ledger, Referee, RollbackError, compareOutputs, verifyChooser, verifyTolerance } from './verify.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
+import type { LivenessOptions, PoolChange } from './liveness.ts'
 import type { RunOptions, StageGraph } from './pipeline.ts'
 import type { Plan } from './plan.ts'
 import type { LiarEvidence, Rollbackable, VerifyReport } from './verify.ts'
@@ -17,17 +19,23 @@ import type { WireFormat } from '../src/tensor/wire.ts'
 
 /** Failures after which the peers are checked and the stages re-planned. */
 const PEER_FAILURES = new Set(['PEER_LOST', 'PEER_UNREACHABLE', 'DEADLINE_EXCEEDED', 'BUSY'])
-const PING_TIMEOUT_MS = 3_000
 
 export interface ResilientOptions {
-  /** Stages wanted; fewer when fewer peers are left. */
-  stages: number
+  /**
+   * Stages wanted, fewer while fewer peers are left. Default: one per peer,
+   * so the cut follows the pool as peers are lost or join.
+   */
+  stages?: number
   signal?: AbortSignal
   wire?: WireFormat
   /** Spatial weights blended on the peers (stylized generation). */
   style?: Style
-  /** Told when peers are dropped and the model is re-planned. */
-  onReplan?: (event: { lost: string[], peers: number, stages: number }) => void
+  /** Heartbeats (liveness.ts): how often, how long to wait, how many misses make a peer down. */
+  liveness?: LivenessOptions
+  /** Told when peers are dropped or join and the model is re-planned. */
+  onReplan?: (event: PoolChange) => void
+  /** Told when a peer that joined cannot be used. */
+  onWarning?: (message: string) => void
   /**
    * Fraction in [0, 1] of (forward pass, stage) tasks checked: recomputed on a
    * different peer and compared (verify.ts). 0 or absent: off.
@@ -53,12 +61,30 @@ interface Deployment {
   closed?: boolean
 }
 
+/** The model set up on the pool and the peers that joined, waiting for a step boundary. */
+interface Prepared {
+  peers: PeerInfo[]
+  joined: string[]
+  abort: AbortController
+  deployment?: Deployment
+}
+
 /**
- * A pipeline that survives peers dying: when a run fails because a peer is
- * gone, the peers are pinged, the dead ones dropped, the model re-planned and
- * placed on the rest (a peer may hold several stages), and the failed run —
- * only that run — is sent again. Forward passes are bit-exact whatever the
- * plan, so the result equals an undisturbed run.
+ * A pipeline that survives peers dying, stalling and joining.
+ *
+ * Lost peers: a peer is dropped when its connection drops, when it misses
+ * its heartbeats (liveness.ts: a stopped process keeps its connection), when
+ * a failed run is followed by a failed ping, or when a forward pass passes
+ * its deadline at its stage although it answers pings. The model is then
+ * re-planned and placed on the rest (a peer may hold several stages); runs
+ * in flight fail at once and are sent again, so only the lost work of the
+ * current step is redone. Forward passes are bit-exact whatever the plan,
+ * so the result equals an undisturbed run.
+ *
+ * Joined peers (Coordinator.admit): the model is set up on the pool with
+ * them in the background, and `beginStep` switches to that plan at the next
+ * step boundary, never mid-step. The stage count follows the pool unless
+ * `stages` fixes it.
  *
  * With `verify` it also survives peers lying. A forward pass with a stage
  * chosen for checking runs on the tapped copy of the pipeline, so the
@@ -78,13 +104,28 @@ export class ResilientPipeline implements Rollbackable {
   private readonly choose: (() => boolean) | undefined
   private readonly tolerance: number
   private readonly referee: Referee
+  private readonly heartbeat: Heartbeat
+  private readonly unsubscribe: () => void
+  /** The peers the job runs on. */
   private peers: PeerInfo[]
   private current: Promise<Deployment>
+  /** The current deployment once it is set up. */
+  private settled: Deployment | undefined
+  /** Aborts the setup of the current deployment when it is superseded. */
+  private deploying = new AbortController()
   private generation = 0
-  /** Re-plans (for dead or lying peers) go one at a time. */
+  /** Peers admitted but not yet in use, and the plan with them being set up. */
+  private joining: PeerInfo[] = []
+  private prepared: Prepared | undefined
+  /** Peers lost (and why) whose re-plan onReplan has not told yet. */
+  private unreported: { lost: string[], why: string[] } = { lost: [], why: [] }
+  /** Ids of this job's pipelines open on peers: the heartbeats lease them. */
+  private readonly jobIds = new Set<string>()
+  /** Checks after failed runs (pings, blame) go one at a time. */
   private lock: Promise<void> = Promise.resolve()
   private inFlight = 0
   private idle: Array<() => void> = []
+  private closed = false
 
   constructor (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], options: ResilientOptions) {
     this.coordinator = coordinator
@@ -95,8 +136,10 @@ export class ResilientPipeline implements Rollbackable {
     this.choose = verifyChooser(options.verify ?? 0, options.verifySeed)
     this.tolerance = verifyTolerance(options.wire)
     this.referee = new Referee(options.wire)
-    this.current = this.deploy()
-    this.current.catch(() => {})
+    this.heartbeat = new Heartbeat(coordinator.node, { ...options.liveness, jobs: () => [...this.jobIds], onDown: (peer, why) => { this.lose([peer], why) } })
+    for (const p of peers) this.heartbeat.watch(p.id)
+    this.unsubscribe = coordinator.onJoin((peer) => { this.admit(peer) })
+    this.current = this.install()
   }
 
   async plan (): Promise<Plan> {
@@ -123,6 +166,27 @@ export class ResilientPipeline implements Rollbackable {
     await new Promise<void>((resolve) => { this.idle.push(resolve) })
   }
 
+  /**
+   * A step boundary (no forward pass of the step before in flight): peers
+   * that joined and whose plan is set up are used from here on. A plan still
+   * being set up is taken at a later boundary; the job never waits for it.
+   */
+  beginStep (): void {
+    const p = this.prepared
+    if (p?.deployment == null || this.closed) return
+    this.prepared = undefined
+    this.joining = this.joining.filter((j) => !p.joined.includes(j.id))
+    this.peers = p.peers
+    this.generation++
+    this.deploying.abort()
+    const old = this.current
+    this.current = Promise.resolve(p.deployment)
+    this.settled = p.deployment
+    void old.then(async (d) => { await this.closeDeployment(d) }, () => {})
+    this.report(p.deployment)
+    this.options.onReplan?.({ lost: [], joined: p.joined, peers: holders(p.deployment.plan), stages: p.deployment.plan.stages.length })
+  }
+
   /** Compute time per stage so far (checked passes, which run on the tapped copy, included; the checks themselves not). */
   async stats (): Promise<Array<{ index: number, runs: number, busyMs: number }>> {
     const d = await this.current
@@ -135,8 +199,15 @@ export class ResilientPipeline implements Rollbackable {
   }
 
   async close (): Promise<void> {
+    this.closed = true
+    this.unsubscribe()
+    this.heartbeat.close()
+    this.deploying.abort()
+    const prepared = this.prepared
+    this.prepared = undefined
+    prepared?.abort.abort()
     const d = await this.current.catch(() => undefined)
-    if (d != null) await closeDeployment(d)
+    await Promise.allSettled([d, prepared?.deployment].map(async (x) => { if (x != null) await this.closeDeployment(x) }))
     await this.referee.close()
   }
 
@@ -145,17 +216,29 @@ export class ResilientPipeline implements Rollbackable {
     for (;;) {
       if (this.ledger.rollbackPending()) throw new RollbackError()
       const generation = this.generation
-      const d = await this.current
-      if (d.graphs.some((g) => this.ledger.isConvicted(g.peer))) {
-        await this.drop(new Set(d.graphs.map((g) => g.peer).filter((p) => this.ledger.isConvicted(p))))
+      let d: Deployment
+      try {
+        d = await this.current
+      } catch (err) {
+        // Superseded while it was set up (a peer lost meanwhile): use the new one.
+        if (generation !== this.generation) continue
+        const e = toLumiereError(err, 'PEER_ERROR')
+        if (!PEER_FAILURES.has(e.code) || this.aborted(options)) throw e
+        await this.replan(generation, e)
         continue
       }
+      if (d.graphs.some((g) => this.ledger.isConvicted(g.peer))) {
+        this.drop(new Set(d.graphs.map((g) => g.peer).filter((p) => this.ledger.isConvicted(p))))
+        continue
+      }
+      let ran = d.pipeline
       try {
         const checked = this.choose == null ? [] : d.graphs.filter(() => this.choose?.() === true).map((g) => g.index)
         let out: Record<string, Tensor> | undefined
         if (checked.length === 0) {
           out = await d.pipeline.run(inputs, options)
         } else {
+          ran = d.tapped ?? d.pipeline
           out = await this.checkedRun(d, generation, step, inputs, options, checked)
           if (out == null) continue // a liar was dropped and the stages re-planned: run it again
         }
@@ -168,22 +251,25 @@ export class ResilientPipeline implements Rollbackable {
       } catch (err) {
         if (err instanceof RollbackError) throw err
         const e = toLumiereError(err, 'PEER_ERROR')
-        // Re-planned (for another run) while this one ran: its pipeline may have been closed under it. Run it again on the new one.
-        if (generation !== this.generation && options.signal?.aborted !== true && this.options.signal?.aborted !== true) continue
+        // Re-planned (for another run, or a peer down) while this one ran: its pipeline was closed under it. Run it again on the new one.
+        if (generation !== this.generation && !this.aborted(options)) continue
         if (!PEER_FAILURES.has(e.code)) throw e
-        await this.replan(generation, e)
+        await this.replan(generation, e, { pipeline: ran, plan: d.plan })
       }
     }
   }
 
-  /** One pass on the tapped pipeline, then the chosen stages checked. Undefined when a liar was found (and dropped). */
+  private aborted (options: RunOptions): boolean {
+    return options.signal?.aborted === true || this.options.signal?.aborted === true
+  }
+
   private async checkedRun (d: Deployment, generation: number, step: number, inputs: Record<string, Tensor>, options: RunOptions, checked: number[]): Promise<Record<string, Tensor> | undefined> {
     if (d.tapped == null) throw new LumiereError('INTERNAL', 'verification is on but the pipeline has no tapped copy')
     const all = await d.tapped.run(inputs, options)
     const values = { ...inputs, ...all }
     const verdicts = await Promise.allSettled(checked.map(async (s) => this.check(d, generation, step, s, values, options)))
     const liars = verdicts.flatMap((v) => v.status === 'fulfilled' ? v.value : [])
-    if (liars.length > 0) await this.drop(new Set(liars))
+    if (liars.length > 0) this.drop(new Set(liars))
     const failed = verdicts.find((v) => v.status === 'rejected')
     if (failed != null) throw failed.reason
     if (liars.length > 0) return undefined
@@ -250,85 +336,214 @@ export class ResilientPipeline implements Rollbackable {
     if (p == null) {
       p = Pipeline.open(this.coordinator.node, this.coordinator.inbox, [{ ...g, peer: q.id, addrs: q.addrs }], { inputs: g.inputs, outputs: g.outputs }, { signal: this.options.signal, wire: this.options.wire })
       d.checkers.set(key, p)
-      p.catch(() => { if (d.checkers.get(key) === p) d.checkers.delete(key) })
+      p.then((c) => { this.jobIds.add(c.jobId) }, () => { if (d.checkers.get(key) === p) d.checkers.delete(key) })
     }
     return p
   }
 
-  private async deploy (): Promise<Deployment> {
-    const stages = Math.min(this.options.stages, this.peers.length)
-    const { plan, pipeline } = await deploy(this.coordinator, this.model, this.dag, this.peers, stages, this.options.signal, this.options.wire, { style: this.options.style })
+  /** Sets the model up on `peers`: the stages (one per peer unless `stages` fixes them) and, with verification, their tapped copy. */
+  private async deployOnto (peers: PeerInfo[], abort: AbortController): Promise<Deployment> {
+    const signal = this.options.signal == null ? abort.signal : AbortSignal.any([this.options.signal, abort.signal])
+    const stages = Math.min(this.options.stages ?? peers.length, peers.length)
+    const { plan, pipeline } = await deploy(this.coordinator, this.model, this.dag, peers, stages, signal, this.options.wire, { style: this.options.style })
+    this.jobIds.add(pipeline.jobId)
     const inputs = graphInputs(this.model).map((i) => i.name)
     const outputs = graphOutputs(this.model)
-    if (this.choose == null) return { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map() }
+    const d: Deployment = { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map() }
+    if (this.choose == null) return d
     try {
       // The same stage graphs (same hashes: the peers load nothing new), every output tapped.
-      const graphs = buildStages(this.model, this.dag, plan, this.peers, { style: this.options.style })
-      const taps = [...new Set([...outputs, ...graphs.flatMap((g) => g.outputs)])]
-      const tapped = await Pipeline.open(this.coordinator.node, this.coordinator.inbox, graphs, { inputs, outputs: taps }, { signal: this.options.signal, wire: this.options.wire })
-      return { plan, pipeline, graphs, inputs, outputs, tapped, checkers: new Map() }
+      d.graphs = buildStages(this.model, this.dag, plan, peers, { style: this.options.style })
+      const taps = [...new Set([...outputs, ...d.graphs.flatMap((g) => g.outputs)])]
+      d.tapped = await Pipeline.open(this.coordinator.node, this.coordinator.inbox, d.graphs, { inputs, outputs: taps }, { signal, wire: this.options.wire })
+      this.jobIds.add(d.tapped.jobId)
+      return d
     } catch (err) {
-      await pipeline.close()
+      await this.closeDeployment(d)
       throw err
     }
   }
 
-  /** Runs one re-plan at a time. */
+  /** Makes a deployment onto the pool the current one; when it is set up, onReplan hears of the losses it answers. */
+  private install (): Promise<Deployment> {
+    this.deploying = new AbortController()
+    const current = this.deployOnto(this.peers, this.deploying)
+    current.then((d) => {
+      if (this.current !== current) return
+      this.settled = d
+      this.report(d)
+    }, () => {})
+    return current
+  }
+
+  /** Re-plans onto the pool as it is now; runs in flight on the old plan fail and are sent again. */
+  private redeploy (noneLeft: string): void {
+    this.generation++
+    this.deploying.abort()
+    this.settled = undefined
+    const old = this.current
+    if (this.peers.length === 0) {
+      this.current = Promise.reject(new LumiereError('PEER_LOST', noneLeft))
+      this.current.catch(() => {})
+    } else {
+      this.current = this.install()
+    }
+    void old.then(async (d) => { await this.closeDeployment(d) }, () => {})
+  }
+
+  /** Takes peers out of the job (pool, joiners, heartbeats); returns those that were in the pool. */
+  private remove (ids: ReadonlySet<string>): string[] {
+    const gone = this.peers.filter((p) => ids.has(p.id)).map((p) => p.id)
+    const joiners = this.joining.filter((p) => ids.has(p.id))
+    if (gone.length === 0 && joiners.length === 0) return []
+    for (const id of ids) this.heartbeat.unwatch(id)
+    this.peers = this.peers.filter((p) => !ids.has(p.id))
+    this.joining = this.joining.filter((p) => !ids.has(p.id))
+    if (this.prepared?.peers.some((p) => ids.has(p.id)) === true) this.prepare()
+    return gone
+  }
+
+  /** Drops peers that are down or too slow, and re-plans when they held stages. */
+  private lose (ids: string[], why: string): void {
+    if (this.closed) return
+    const gone = this.remove(new Set(ids))
+    if (gone.length === 0) return
+    this.unreported.lost.push(...gone)
+    this.unreported.why.push(why)
+    const d = this.settled
+    if (d != null && !d.plan.stages.some((s) => gone.includes(s.peer))) {
+      // It held no stage: the plan stands.
+      this.report(d)
+      return
+    }
+    this.redeploy(`every peer is gone (last: ${why}); start peers and run again`)
+  }
+
+  /** Drops convicted peers still in the job and re-plans onto the rest. */
+  private drop (liars: Set<string>): void {
+    if (this.remove(liars).length === 0) return
+    this.redeploy('every peer was caught returning wrong results; no peer is left to run the job')
+  }
+
+  private report (d: Deployment): void {
+    if (this.unreported.lost.length === 0) return
+    const { lost, why } = this.unreported
+    this.unreported = { lost: [], why: [] }
+    this.options.onReplan?.({ lost, joined: [], why: [...new Set(why)].join('; '), peers: holders(d.plan), stages: d.plan.stages.length })
+  }
+
+  /** A peer joined (Coordinator.admit): sets the model up on the pool with it, for the next step boundary. */
+  private admit (peer: PeerInfo): void {
+    if (this.closed || this.ledger.isConvicted(peer.id) || this.peers.some((p) => p.id === peer.id) || this.joining.some((p) => p.id === peer.id)) return
+    this.joining.push(peer)
+    this.heartbeat.watch(peer.id)
+    this.prepare()
+  }
+
+  /** (Re)starts setting the model up on the pool and the peers that joined; a setup under way for an older pool is abandoned. */
+  private prepare (): void {
+    const previous = this.prepared
+    this.prepared = undefined
+    if (previous != null) {
+      previous.abort.abort()
+      if (previous.deployment != null) void this.closeDeployment(previous.deployment)
+    }
+    if (this.joining.length === 0 || this.closed) return
+    const entry: Prepared = { peers: [...this.peers, ...this.joining], joined: this.joining.map((p) => p.id), abort: new AbortController() }
+    this.prepared = entry
+    this.deployOnto(entry.peers, entry.abort).then((d) => {
+      if (this.prepared === entry) entry.deployment = d
+      else void this.closeDeployment(d)
+    }, (err: unknown) => {
+      if (this.prepared !== entry) return
+      this.prepared = undefined
+      for (const id of entry.joined) this.heartbeat.unwatch(id)
+      this.joining = this.joining.filter((p) => !entry.joined.includes(p.id))
+      const e = toLumiereError(err, 'PEER_ERROR')
+      this.options.onWarning?.(`peer ${entry.joined.join(', ')} joined, but the model could not be set up with it (${e.code}: ${e.message}); going on without it`)
+    })
+  }
+
+  /** Runs one check at a time. */
   private async serial<T> (fn: () => Promise<T>): Promise<T> {
     const result = this.lock.then(fn)
     this.lock = result.then(() => {}, () => {})
     return result
   }
 
-  /** After a peer failure in `generation`: pings the peers and re-plans onto those alive (once per generation). */
-  private async replan (generation: number, cause: LumiereError): Promise<void> {
+  /**
+   * After a peer failure in `generation`: pings the peers and drops those
+   * that do not answer; if all do and a pass passed its deadline, drops the
+   * peer it is stuck at (`late`: the pipeline it ran on). Once per generation.
+   */
+  private async replan (generation: number, cause: LumiereError, late?: { pipeline: Pipeline, plan: Plan }): Promise<void> {
     await this.serial(async () => {
       if (generation !== this.generation) return
       const alive = await Promise.all(this.peers.map(async (p) => this.ping(p)))
-      const lost = this.peers.filter((_, i) => !alive[i]).map((p) => p.id)
-      if (lost.length === 0) throw cause
-      await this.redeploy(lost, `every peer is gone (last error: ${cause.message}); start peers and run again`)
-      this.options.onReplan?.({ lost, peers: this.peers.length, stages: (await this.current).plan.stages.length })
+      if (generation !== this.generation) return
+      const dead = this.peers.filter((_, i) => !alive[i]).map((p) => p.id)
+      if (dead.length > 0) {
+        this.lose(dead, lossReason(cause))
+        return
+      }
+      // One peer left: it is all there is; the deadline is the user's to raise.
+      if (cause.code === 'DEADLINE_EXCEEDED' && late != null && this.peers.length > 1) {
+        const peer = await this.blame(late)
+        if (generation !== this.generation) return
+        if (peer != null) {
+          this.lose([peer], 'a forward pass passed its deadline at its stage, though it answers heartbeats')
+          return
+        }
+      }
+      throw cause
     })
   }
 
-  /** Drops convicted peers still in the job and re-plans onto the rest. */
-  private async drop (liars: Set<string>): Promise<void> {
-    await this.serial(async () => {
-      const still = this.peers.filter((p) => liars.has(p.id)).map((p) => p.id)
-      if (still.length === 0) return
-      await this.redeploy(still, 'every peer was caught returning wrong results; no peer is left to run the job')
-    })
-  }
-
-  private async redeploy (removed: string[], noneLeft: string): Promise<void> {
-    this.peers = this.peers.filter((p) => !removed.includes(p.id))
-    if (this.peers.length === 0) throw new LumiereError('PEER_LOST', noneLeft)
-    const old = this.current
-    this.generation++
-    this.current = this.deploy()
-    this.current.catch(() => {})
-    void old.then(closeDeployment, () => {})
-    await this.current
+  /** The peer a pass that passed its deadline is stuck at: one that does not answer job.stats, else the holder of liveness.ts stuckStage. */
+  private async blame (late: { pipeline: Pipeline, plan: Plan }): Promise<string | undefined> {
+    const runs = new Map<number, number>()
+    const silent: string[] = []
+    const timeoutMs = this.options.liveness?.timeoutMs ?? DEFAULT_LIVENESS.timeoutMs
+    await Promise.all([...new Set(late.plan.stages.map((s) => s.peer))].map(async (peer) => {
+      try {
+        const { body } = await rpcCall(this.coordinator.node, peerIdFromString(peer), 'job.stats', { jobId: late.pipeline.jobId }, { timeoutMs, signal: this.options.signal })
+        for (const s of body.stages) runs.set(s.index, s.runs)
+      } catch {
+        silent.push(peer)
+      }
+    }))
+    if (silent.length > 0) return silent[0]
+    const stage = stuckStage(runs)
+    return late.plan.stages.find((s) => s.index === stage)?.peer
   }
 
   private async ping (peer: PeerInfo): Promise<boolean> {
     try {
-      await rpcCall(this.coordinator.node, peerIdFromString(peer.id), 'ping', {}, { timeoutMs: PING_TIMEOUT_MS, signal: this.options.signal })
+      await rpcCall(this.coordinator.node, peerIdFromString(peer.id), 'ping', {}, { timeoutMs: this.options.liveness?.timeoutMs ?? DEFAULT_LIVENESS.timeoutMs, signal: this.options.signal })
       return true
     } catch {
       return false
     }
   }
+
+  private async closeDeployment (d: Deployment): Promise<void> {
+    d.closed = true
+    const checkers = [...d.checkers.values()]
+    d.checkers.clear()
+    const pipelines = [d.pipeline, ...(d.tapped != null ? [d.tapped] : [])]
+    for (const p of pipelines) this.jobIds.delete(p.jobId)
+    await Promise.allSettled([
+      ...pipelines.map(async (p) => p.close()),
+      ...checkers.map(async (c) => {
+        const p = await c
+        this.jobIds.delete(p.jobId)
+        await p.close()
+      })
+    ])
+  }
 }
 
-async function closeDeployment (d: Deployment): Promise<void> {
-  d.closed = true
-  const checkers = [...d.checkers.values()]
-  d.checkers.clear()
-  await Promise.allSettled([
-    d.pipeline.close(),
-    ...(d.tapped != null ? [d.tapped.close()] : []),
-    ...checkers.map(async (c) => (await c).close())
-  ])
+/** Peers holding stages in a plan. */
+function holders (plan: Plan): number {
+  return new Set(plan.stages.map((s) => s.peer)).size
 }

@@ -2,8 +2,10 @@ import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { encodeModel } from '../src/onnx/model-io.ts'
 import { stageHash } from '../peer/stage-cache.ts'
 import { deploy } from './deploy.ts'
+import { Heartbeat, lossReason } from './liveness.ts'
 import { Ledger, Referee, RollbackError, compareOutputs, verifyChooser, verifyTolerance } from './verify.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
+import type { LivenessOptions, PoolChange } from './liveness.ts'
 import type { Pipeline } from './pipeline.ts'
 import type { LiarEvidence, RefereeGraph, Rollbackable, VerifyReport } from './verify.ts'
 import type { Dag } from '../src/onnx/dag.ts'
@@ -35,6 +37,12 @@ export interface ScatterOptions {
   onLiar?: (evidence: LiarEvidence) => void
   /** Hedge slow tasks: true for the defaults, or the thresholds. */
   hedge?: boolean | HedgeOptions
+  /** Heartbeats (liveness.ts): how often, how long to wait, how many misses make a peer down. */
+  liveness?: LivenessOptions
+  /** Told when a peer is dropped (down, unreachable, past a deadline) or joins. */
+  onReplan?: (event: PoolChange) => void
+  /** Told when a peer that joined cannot be used. */
+  onWarning?: (message: string) => void
 }
 
 interface Worker {
@@ -47,6 +55,8 @@ interface Worker {
   live: boolean
   liar: boolean
   done: number
+  /** Aborted when the peer is found down: its tasks in flight fail at once and go elsewhere. */
+  down: AbortController
 }
 
 /** One task of a run() call and where it stands. */
@@ -99,11 +109,27 @@ const DURATIONS_KEPT = 64
  * the first answer wins and the other copy is aborted here (the peer may
  * still finish it: there is no cancel on the wire). Both answers are
  * bit-identical, so hedging never changes results.
+ *
+ * Liveness: a peer that misses its heartbeats (liveness.ts), drops its
+ * connection or passes a task's deadline is dropped, and its tasks in flight
+ * go to the others at once. A peer that joins (Coordinator.admit) gets the
+ * graph and takes tasks as soon as it is set up: from the step under way if
+ * tasks are still waiting, else from the next.
  */
 export class Scatter implements Rollbackable {
   readonly ledger = new Ledger()
   private readonly workers: Worker[]
+  private readonly coordinator: Coordinator
+  private readonly model: ModelProto
+  private readonly dag: Dag
+  /** Median peer speed at open: a joining peer's slots are relative to it. */
+  private readonly median: number
   private readonly options: ScatterOptions
+  private readonly heartbeat: Heartbeat
+  private readonly unsubscribe: () => void
+  /** Peers whose graph is being set up after they joined. */
+  private readonly joining = new Set<string>()
+  private closed = false
   private readonly choose: (() => boolean) | undefined
   private readonly tolerance: number
   private readonly referee: Referee
@@ -116,8 +142,12 @@ export class Scatter implements Rollbackable {
   private readonly wakers = new Set<() => void>()
   private idle: Array<() => void> = []
 
-  private constructor (workers: Worker[], model: ModelProto, options: ScatterOptions) {
+  private constructor (coordinator: Coordinator, workers: Worker[], model: ModelProto, dag: Dag, median: number, options: ScatterOptions) {
+    this.coordinator = coordinator
     this.workers = workers
+    this.model = model
+    this.dag = dag
+    this.median = median
     this.options = options
     this.choose = verifyChooser(options.verify ?? 0, options.verifySeed)
     this.tolerance = verifyTolerance(options.wire)
@@ -131,22 +161,27 @@ export class Scatter implements Rollbackable {
       return graph
     }
     this.hedge = options.hedge == null || options.hedge === false ? undefined : { ...DEFAULT_HEDGE, ...(options.hedge === true ? {} : options.hedge) }
+    this.heartbeat = new Heartbeat(coordinator.node, {
+      ...options.liveness,
+      jobs: () => this.workers.filter((w) => w.live).map((w) => w.pipeline.jobId),
+      onDown: (peer, why) => { for (const w of this.workers) if (w.peer.id === peer) this.markDown(w, why) }
+    })
+    for (const w of workers) this.heartbeat.watch(w.peer.id)
+    this.unsubscribe = coordinator.onJoin((peer) => { this.admit(peer) })
   }
 
   static async open (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], options: ScatterOptions = {}): Promise<Scatter> {
     const speeds = peers.map((p) => p.capabilities.speed).sort((a, b) => a - b)
     const median = speeds[speeds.length >> 1] || 1
-    const workers = await Promise.all(peers.map(async (peer) => {
-      const { pipeline } = await deploy(coordinator, model, dag, [peer], 1, options.signal, options.wire)
-      const slots = Math.max(1, Math.min(MAX_SLOTS, Math.round(SLOTS_PER_MEDIAN_PEER * peer.capabilities.speed / median)))
-      return { peer, pipeline, slots, inFlight: 0, live: true, liar: false, done: 0 }
-    }))
-    return new Scatter(workers, model, options)
+    const workers = await Promise.all(peers.map(async (peer) => openWorker(coordinator, model, dag, peer, median, options)))
+    return new Scatter(coordinator, workers, model, dag, median, options)
   }
 
   /** Tasks done per peer id since open (answers used; checks and lost hedges not counted). */
   counts (): Record<string, number> {
-    return Object.fromEntries(this.workers.map((w) => [w.peer.id, w.done]))
+    const out: Record<string, number> = {}
+    for (const w of this.workers) out[w.peer.id] = (out[w.peer.id] ?? 0) + w.done
+    return out
   }
 
   /** What verification found so far. */
@@ -222,7 +257,7 @@ export class Scatter implements Rollbackable {
       t.running.set(w, { started, abort })
       t.status = 'running'
       if (hedge) { t.hedged = true; this.hedges.sent++ }
-      const runSignal = signal == null ? abort.signal : AbortSignal.any([signal, abort.signal])
+      const runSignal = AbortSignal.any([abort.signal, w.down.signal, ...(signal != null ? [signal] : [])])
       track(w, w.pipeline.run(tasks[t.index], { signal: runSignal, timeoutMs: taskTimeoutMs }), (out) => {
         t.running.delete(w)
         if (!active || t.status !== 'running') return // lost the race, or the run is over
@@ -248,9 +283,9 @@ export class Scatter implements Rollbackable {
         if (!active || t.status !== 'running') return
         const e = toLumiereError(err, 'PEER_ERROR')
         if (aborted(e)) { end(e); return }
-        lastError = e
+        if (!w.down.signal.aborted) lastError = e
         t.tried.add(w)
-        if (PEER_GONE.has(e.code)) w.live = false
+        if (PEER_GONE.has(e.code)) this.markDown(w, lossReason(e))
         if (t.running.size === 0) requeue(t)
       })
     }
@@ -258,6 +293,7 @@ export class Scatter implements Rollbackable {
     /** Convicts a peer: no more tasks for it, and its answers of this run redone. */
     const convict = (w: Worker, evidence: LiarEvidence): void => {
       w.live = false
+      this.heartbeat.unwatch(w.peer.id)
       if (w.liar) return
       w.liar = true
       if (this.ledger.convict(evidence)) this.options.onLiar?.(evidence)
@@ -309,7 +345,7 @@ export class Scatter implements Rollbackable {
       const version = t.version
       const abort = new AbortController()
       t.checking = { worker: w, abort }
-      const runSignal = signal == null ? abort.signal : AbortSignal.any([signal, abort.signal])
+      const runSignal = AbortSignal.any([abort.signal, w.down.signal, ...(signal != null ? [signal] : [])])
       track(w, w.pipeline.run(tasks[t.index], { signal: runSignal, timeoutMs: taskTimeoutMs }), async (out) => {
         if (t.checking?.worker === w) t.checking = undefined
         if (!active || t.version !== version || t.status !== 'checking') return
@@ -321,7 +357,7 @@ export class Scatter implements Rollbackable {
         const e = toLumiereError(err, 'PEER_ERROR')
         if (aborted(e)) { end(e); return }
         t.checkTried.add(w)
-        if (PEER_GONE.has(e.code)) w.live = false
+        if (PEER_GONE.has(e.code)) this.markDown(w, lossReason(e))
         checks.unshift(t)
       })
     }
@@ -402,8 +438,38 @@ export class Scatter implements Rollbackable {
   }
 
   async close (): Promise<void> {
+    this.closed = true
+    this.unsubscribe()
+    this.heartbeat.close()
     await Promise.allSettled(this.workers.map(async (w) => w.pipeline.close()))
     await this.referee.close()
+  }
+
+  /** Drops a peer found gone: no more tasks, and its tasks in flight go elsewhere now. */
+  private markDown (w: Worker, why: string): void {
+    if (!w.live) return
+    w.live = false
+    w.down.abort(new LumiereError('PEER_LOST', `peer ${w.peer.id} is down: ${why}`))
+    this.heartbeat.unwatch(w.peer.id)
+    this.options.onReplan?.({ lost: [w.peer.id], joined: [], why, peers: this.workers.filter((x) => x.live).length })
+  }
+
+  /** A peer joined (Coordinator.admit): it gets the graph and then takes tasks, from the run() under way on. */
+  private admit (peer: PeerInfo): void {
+    if (this.closed || this.joining.has(peer.id) || this.ledger.isConvicted(peer.id) || this.workers.some((w) => w.peer.id === peer.id && (w.live || w.liar))) return
+    this.joining.add(peer.id)
+    openWorker(this.coordinator, this.model, this.dag, peer, this.median, this.options).then((w) => {
+      this.joining.delete(peer.id)
+      if (this.closed) { void w.pipeline.close(); return }
+      this.workers.push(w)
+      this.heartbeat.watch(peer.id)
+      this.options.onReplan?.({ lost: [], joined: [peer.id], peers: this.workers.filter((x) => x.live).length })
+      for (const wake of [...this.wakers]) wake()
+    }, (err: unknown) => {
+      this.joining.delete(peer.id)
+      const e = toLumiereError(err, 'PEER_ERROR')
+      this.options.onWarning?.(`peer ${peer.id} joined, but the SSR graph could not be set up on it (${e.code}: ${e.message}); going on without it`)
+    })
   }
 
   private noteDuration (ms: number): void {
@@ -417,4 +483,11 @@ export class Scatter implements Rollbackable {
     const sorted = [...this.durations].sort((a, b) => a - b)
     return Math.max(this.hedge.minMs, this.hedge.factor * sorted[sorted.length >> 1])
   }
+}
+
+/** Sets the whole graph up on one peer, with task slots for its speed relative to the median peer's. */
+async function openWorker (coordinator: Coordinator, model: ModelProto, dag: Dag, peer: PeerInfo, median: number, options: ScatterOptions): Promise<Worker> {
+  const { pipeline } = await deploy(coordinator, model, dag, [peer], 1, options.signal, options.wire)
+  const slots = Math.max(1, Math.min(MAX_SLOTS, Math.round(SLOTS_PER_MEDIAN_PEER * peer.capabilities.speed / median)))
+  return { peer, pipeline, slots, inFlight: 0, live: true, liar: false, done: 0, down: new AbortController() }
 }

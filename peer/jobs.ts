@@ -60,6 +60,8 @@ export interface Job {
   stats: Map<number, { runs: number, busyMs: number }>
   /** The job's other peers (job.setup `peers`, and every peer its routes send to). */
   peers: Set<string>
+  /** Once its coordinator's heartbeats lease it (ms since the epoch): closed when this passes without a renewal. */
+  leaseEnds?: number
 }
 
 export interface JobTableOptions {
@@ -133,6 +135,33 @@ export class JobTable {
     }
     job.waiting.delete(key)
     void this.execute(job, route, runId, have)
+  }
+
+  /**
+   * A heartbeat of `coordinator` (ping `lease`): its jobs among `ids` stay
+   * open `ttlMs` more. Ids of jobs it did not set up are ignored.
+   */
+  renew (coordinator: string, ids: string[], ttlMs: number, now = Date.now()): void {
+    for (const id of ids) {
+      const job = this.jobs.get(id)
+      if (job?.coordinator === coordinator) job.leaseEnds = Math.max(job.leaseEnds ?? 0, now + ttlMs)
+    }
+  }
+
+  /**
+   * Closes the jobs whose lease ran out (their coordinator stopped
+   * heartbeating: it died, or lost this peer) and returns their ids. Jobs
+   * never leased stay until job.close: their coordinator sends no heartbeats.
+   */
+  expire (now = Date.now()): string[] {
+    const expired: string[] = []
+    for (const job of this.jobs.values()) {
+      if (job.leaseEnds == null || job.leaseEnds > now) continue
+      this.jobs.delete(job.id)
+      expired.push(job.id)
+      this.log.info({ job: job.id, coordinator: job.coordinator }, 'job closed: its coordinator stopped heartbeating')
+    }
+    return expired
   }
 
   stats (id: string): Array<{ index: number, runs: number, busyMs: number }> {

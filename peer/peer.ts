@@ -52,6 +52,8 @@ export interface RunningPeer {
 
 /** Deadline for handing one stage's outputs to the next peer. */
 const DELIVER_TIMEOUT_MS = 120_000
+/** How often leases of jobs (heartbeats, peer/jobs.ts) are checked for expiry. */
+const LEASE_SWEEP_MS = 1_000
 
 /**
  * Blended (stylized) sessions kept loaded while no open job uses them, most
@@ -194,9 +196,15 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       await rpcCall(node, peerIdFromString(job.coordinator), 'run.failed', { jobId: job.id, runId, stage, code: err.code, message: err.message.slice(0, MAX_MESSAGE_LENGTH) }, { timeoutMs: 10_000 })
     }
   }, options.log, { faulty: options.faulty })
+  // Jobs whose coordinator stopped heartbeating are closed as job.close would close them.
+  const leases = setInterval(() => { if (jobs.expire().length > 0) void evictStyled().then(evictOverBudget) }, LEASE_SWEEP_MS)
+  leases.unref()
 
   await handleRpc(node, {
-    ping: async () => ({ body: { time: Date.now() } }),
+    ping: async ({ body, from }) => {
+      if (body.lease != null) jobs.renew(from.toString(), body.lease.jobs, body.lease.ttlMs)
+      return { body: { time: Date.now() } }
+    },
     capabilities: async () => ({
       body: {
         ...capabilities,
@@ -267,6 +275,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     node,
     capabilities,
     stop: async () => {
+      clearInterval(leases)
       await node.stop()
       await executor.close()
     }

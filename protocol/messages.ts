@@ -41,6 +41,9 @@ export const MAX_MESSAGE_LENGTH = 4096
 export const MAX_SHORT_STRING = 128
 export const MAX_EXECUTION_PROVIDERS = 32
 export const MAX_CPUS = 65536
+/** Job ids one heartbeat may lease, and the longest lease (ping). */
+export const MAX_LEASED_JOBS = 256
+export const MAX_LEASE_MS = 24 * 60 * 60 * 1000
 /** Bytes one link probe may send (link.probe): enough for a bandwidth figure, bounded for a request from the network. */
 export const MAX_PROBE_BYTES = 16 * 1024 * 1024
 
@@ -109,7 +112,14 @@ export const cacheKindSchema = z.enum(['graph', 'style'])
 // ---------------------------------------------------------------- request bodies
 
 export const requestSchemas = {
-  ping: empty,
+  /**
+   * Also the coordinator's heartbeat (coordinator/liveness.ts): `lease` keeps
+   * these jobs of the sender open on the peer for ttlMs more; a job leased
+   * once is closed when its lease runs out (peer/jobs.ts).
+   */
+  ping: z.strictObject({
+    lease: z.strictObject({ jobs: z.array(id).max(MAX_LEASED_JOBS), ttlMs: z.int().min(1_000).max(MAX_LEASE_MS) }).optional()
+  }),
   capabilities: empty,
   'stage.has': z.strictObject({ hash, kind: cacheKindSchema.optional() }),
   /**

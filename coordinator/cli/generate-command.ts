@@ -121,7 +121,9 @@ export function generateCommand (): Command {
         if (p.phase === 'base') bar.update(p.step, p.utilisation.map((u) => `${Math.round(u * 100)}%`).join('/'))
         else bar.update(job.steps + p.step, 'ssr')
       },
-      onWarning: (message) => { console.error(`warning: ${message}`) }
+      onWarning: (message) => { console.error(`warning: ${message}`) },
+      // Losses come as warnings; a join is news, not a warning.
+      onReplan: (notice) => { if (notice.joined.length > 0) console.error(notice.message) }
     }).finally(() => { bar.stop() })
     const written = await writeOutputs(outputs, result.video, result.fps, { prompt: job.prompt, seed: String(job.seed) })
     const summary = {
