@@ -166,8 +166,8 @@ async function planCli (args: string[]): Promise<string> {
 
 t.test('lumiere plan --simulate --peers-spec', async tt => {
   const out = JSON.parse(await planCli(['--model', 'tiny', '--simulate', '--peers-spec', '3x1T@1G', '--micro-batches', '3', '--json'])) as {
-    chosen: string, microBatches: number, contiguous: unknown, folded: unknown,
-    simulation: { contiguous: { secondsPerStep: number, wireBytesPerStep: number }, folded: { secondsPerStep: number } }
+    chosen: string, microBatches: number, contiguous: unknown, folded: unknown, onePeer: unknown,
+    simulation: { contiguous: { secondsPerStep: number, wireBytesPerStep: number }, folded: { secondsPerStep: number }, onePeer: { wireBytesPerStep: number } }
   }
   tt.equal(out.microBatches, 3)
   const c = parsePlan(out.contiguous)
@@ -176,11 +176,19 @@ t.test('lumiere plan --simulate --peers-spec', async tt => {
   tt.equal(out.simulation.contiguous.wireBytesPerStep, c.totals.wireBytes * 3)
   tt.ok(out.simulation.folded.secondsPerStep > 0)
   tt.ok(['contiguous', 'folded', 'folded (= contiguous)'].includes(out.chosen))
+  // The reference a pipeline must beat: the whole model on one peer.
+  tt.equal(parsePlan(out.onePeer).stages.length, 1, 'one-peer reference plan')
+  tt.equal(out.simulation.onePeer.wireBytesPerStep, parsePlan(out.onePeer).totals.wireBytes * 3)
   const text = await planCli(['--model', 'tiny', '--stages', '2', '--simulate', '--peers-spec', '2x1T@1G'])
   tt.match(text, /placement\s+stages\s+peers\s+bottleneck\s+wire\/pass\s+wire\/step \(M=2\)\s+s\/step \(sim\.\)/)
   tt.match(text, /\ncontiguous\s+2\s+2\s/)
   tt.match(text, /\nfolded/)
+  tt.match(text, /\none peer\s+1\s+1\s/)
   tt.match(text, /== contiguous plan ==/)
+  // On slow links the paper preset runs faster on one peer than pipelined, and the table says so.
+  const slow = await planCli(['--model', 'paper', '--simulate', '--peers-spec', '4x300T@1G'])
+  tt.match(slow, /\none peer\s+1\s+1\s/)
+  tt.match(slow, /note: one peer alone is faster/)
   tt.match(text, /chosen \(--placement auto\): (contiguous|folded)/)
   await tt.rejects(planCli(['--model', 'tiny', '--peers-spec', '2x']), { code: 'BAD_ARGUMENT' })
   await tt.rejects(planCli(['--model', 'nosuchmodel', '--stages', '2']), { code: 'BAD_ARGUMENT' })

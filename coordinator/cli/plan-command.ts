@@ -11,14 +11,15 @@ import { Coordinator } from '../coordinator.ts'
 import { peerCapacity } from '../deploy.ts'
 import { formatLinks, measureLinks, withLinks } from '../links.ts'
 import type { LinkMatrix } from '../links.ts'
-import { DEFAULT_BALANCE, partitionAll } from '../partition.ts'
-import { formatComparison, formatPlan } from '../plan-format.ts'
+import { DEFAULT_BALANCE, partition, partitionAll } from '../partition.ts'
+import { formatComparison, formatPlan, formatTime } from '../plan-format.ts'
 import { parsePeersSpec, simulate } from '../simulate.ts'
 import { collect, list, nonNegativeNumber, positiveInt } from './options.ts'
 import type { Placement } from '../partition.ts'
 import type { LinkSpeed, PeerCapacity, Plan } from '../plan.ts'
 import type { Simulation } from '../simulate.ts'
 import type { ModelProto } from '../../src/onnx/proto.ts'
+import type { Dag } from '../../src/onnx/dag.ts'
 import { accessOptions } from './shared-options.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
@@ -50,6 +51,16 @@ function parseDims (pairs: string[]): Record<string, number> {
     dims[name] = n
   }
   return dims
+}
+
+/** The whole model on the one peer that runs it fastest, or null when no single peer's memory holds it. */
+function singlePeerPlan (dag: Dag, peers: PeerCapacity[]): Plan | null {
+  try {
+    return partition(dag, peers, { stages: 1 })
+  } catch (err) {
+    if (err instanceof LumiereError && err.code === 'PLAN_IMPOSSIBLE') return null
+    throw err
+  }
 }
 
 /**
@@ -121,7 +132,9 @@ export function planCommand (): Command {
       const M = opts.microBatches
       const sim = (plan: Plan | null): Simulation | undefined =>
         opts.simulate === true && plan !== null ? simulate(plan, peers, { microBatches: M, coordinatorLink: coordinatorLink ?? undefined }) : undefined
-      const simulations = { contiguous: sim(result.contiguous), folded: sim(result.folded) }
+      // The reference a pipeline must beat: the whole model on the best single peer (null when none fits).
+      const onePeer = opts.simulate === true && stages > 1 ? singlePeerPlan(dag, peers) : null
+      const simulations = { contiguous: sim(result.contiguous), folded: sim(result.folded), ...(onePeer !== null ? { onePeer: sim(onePeer) } : {}) }
       const chosenLabel = chosen === result.contiguous ? 'contiguous' : chosen.placement === 'folded' ? 'folded' : 'folded (= contiguous)'
       if (opts.json === true) {
         console.log(JSON.stringify({
@@ -131,6 +144,7 @@ export function planCommand (): Command {
           ...(links != null ? { links: links.matrix } : {}),
           contiguous: result.contiguous,
           folded: result.folded,
+          ...(onePeer !== null ? { onePeer } : {}),
           ...(opts.simulate === true ? { simulation: simulations } : {})
         }))
         return
@@ -138,8 +152,13 @@ export function planCommand (): Command {
       if (links != null) console.log(`${links.text}\n`)
       console.log(formatComparison([
         { label: 'contiguous', plan: result.contiguous, simulation: simulations.contiguous },
-        { label: result.folded?.placement === 'contiguous' ? 'folded (= contiguous)' : 'folded', plan: result.folded, simulation: simulations.folded }
+        { label: result.folded?.placement === 'contiguous' ? 'folded (= contiguous)' : 'folded', plan: result.folded, simulation: simulations.folded },
+        ...(onePeer !== null ? [{ label: 'one peer', plan: onePeer, simulation: simulations.onePeer }] : [])
       ], M))
+      const pipelined = [simulations.contiguous, simulations.folded].flatMap(x => x === undefined ? [] : [x.secondsPerStep])
+      if (simulations.onePeer !== undefined && pipelined.length > 0 && simulations.onePeer.secondsPerStep < Math.min(...pipelined)) {
+        console.log(`note: one peer alone is faster (${formatTime(simulations.onePeer.secondsPerStep)} per step): on these links the activations take longer to send than to compute; --stages K plans for fewer peers`)
+      }
       console.log(`chosen (--placement ${opts.placement}): ${chosenLabel}`)
       for (const [label, plan] of [['contiguous', result.contiguous], ['folded', result.folded]] as const) {
         if (plan === null) continue
