@@ -3,6 +3,7 @@ import { LumiereError } from '../src/errors.ts'
 import { createMeshNode } from '../src/mesh/node.ts'
 import { rpcCall } from '../protocol/rpc.ts'
 import { Inbox } from './inbox.ts'
+import { Discovery } from './discovery.ts'
 import type { Capabilities } from '../peer/capabilities.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { AccessConfig } from '../src/mesh/access.ts'
@@ -16,6 +17,12 @@ export interface PeerInfo {
 export interface CoordinatorStartOptions {
   /** Pre-shared key, peer allowlist and identity of the coordinator's node (access.ts). */
   access?: AccessConfig
+  /** Multiaddrs to listen on, so that peers can join (`lumiere peer --join`); none keeps the node dial-only. */
+  listen?: string[]
+  /** Run a circuit relay server for joining peers behind NAT (needs `listen`; src/mesh/relay.ts). */
+  relay?: boolean
+  /** Find peers that announce themselves by mDNS on the LAN (discovery.ts). */
+  mdns?: boolean
 }
 
 export interface ConnectOptions {
@@ -24,27 +31,52 @@ export interface ConnectOptions {
 }
 
 /**
- * The coordinator's libp2p node (dial-only) and its inbox for results.
- * Peers answer over the connection the coordinator opened, so a coordinator
- * behind NAT needs no listen address.
+ * The coordinator's libp2p node and its inbox for results. Peers answer over
+ * the connection the coordinator opened, so a coordinator behind NAT needs no
+ * listen address; it listens only to take join requests (and relay for
+ * peers behind NAT), and finds LAN peers by mDNS with no address at all.
  */
 export class Coordinator {
   readonly node: MeshNode
   readonly inbox: Inbox
   /** The peers this coordinator may connect with (--allow), when limited; add ids to let more in. */
   readonly allow: Set<string> | undefined
+  /** Peers that find this coordinator on their own (mDNS, join requests), when it looks for them. */
+  readonly discovery: Discovery | undefined
   private readonly joinListeners = new Set<(peer: PeerInfo) => void>()
 
-  private constructor (node: MeshNode, inbox: Inbox, allow?: Set<string>) {
+  private constructor (node: MeshNode, inbox: Inbox, allow: Set<string> | undefined, options: CoordinatorStartOptions) {
     this.node = node
     this.inbox = inbox
     this.allow = allow
+    const join = (options.listen?.length ?? 0) > 0
+    this.discovery = options.mdns === true || join ? new Discovery(this, { mdns: options.mdns === true, join }) : undefined
   }
 
   static async start (options: CoordinatorStartOptions = {}): Promise<Coordinator> {
     const { privateKey, psk, allow } = options.access ?? {}
-    const node = await createMeshNode({ ...(privateKey != null ? { privateKey } : {}), access: { ...(psk != null ? { psk } : {}), ...(allow != null ? { allow } : {}) } })
-    return new Coordinator(node, await Inbox.start(node), allow)
+    const listen = options.listen ?? []
+    if (options.relay === true && listen.length === 0) throw new LumiereError('BAD_ARGUMENT', '--relay needs --listen ADDR: peers behind NAT reserve their slot on the relay by dialling it')
+    let node: MeshNode
+    try {
+      node = await createMeshNode({ listen, relay: options.relay, ...(privateKey != null ? { privateKey } : {}), access: { ...(psk != null ? { psk } : {}), ...(allow != null ? { allow } : {}) } })
+    } catch (err) {
+      if (listen.length === 0) throw err
+      throw new LumiereError('BAD_ARGUMENT', `cannot listen on ${listen.join(', ')}: ${err instanceof Error ? err.message : String(err)} (give a multiaddr such as /ip4/0.0.0.0/tcp/4001, on a free port)`, { cause: err })
+    }
+    const coordinator = new Coordinator(node, await Inbox.start(node), allow, options)
+    try {
+      await coordinator.discovery?.start()
+    } catch (err) {
+      await coordinator.stop()
+      throw err
+    }
+    return coordinator
+  }
+
+  /** The full addresses (with /p2p/ id) peers can join at; none for a dial-only coordinator. */
+  addrs (): string[] {
+    return this.node.getMultiaddrs().map(String)
   }
 
   /** Dials each peer and asks for its capabilities; an unreachable peer is an error naming it. */
@@ -95,6 +127,7 @@ export class Coordinator {
   }
 
   async stop (): Promise<void> {
+    await this.discovery?.stop()
     await this.node.stop()
   }
 }

@@ -11,6 +11,25 @@ export interface MeshOptions {
   peers?: string[]
   /** Start this many peer processes on loopback instead. */
   local?: number
+  /**
+   * Wait for this many peers that find the coordinator on their own: mDNS
+   * answers on the LAN, and join requests when it listens (`listen`). More
+   * that come later are admitted into running jobs (Coordinator.admit).
+   */
+  discover?: number
+  /** How long to wait for the `discover` peers (default 60 s). */
+  discoverTimeoutMs?: number
+  /** Multiaddrs the coordinator listens on, for peers that join it (`lumiere peer --join`). */
+  listen?: string[]
+  /** Run a circuit relay for joining peers behind NAT (needs `listen`). */
+  relay?: boolean
+  /** Called with the coordinator's full addresses once it listens (the CLI prints them, for --join). */
+  onListening?: (addrs: string[]) => void
+  /**
+   * Run on this coordinator, and leave it running, instead of starting one:
+   * `lumiere serve` runs every job on its long-lived coordinator.
+   */
+  coordinator?: Coordinator
   transport?: TransportName
   signal?: AbortSignal
   /** Extra `lumiere peer` arguments for local peer i (tests, demos: --throttle). */
@@ -29,15 +48,42 @@ export interface MeshSession {
   peers: PeerInfo[]
 }
 
+/** A coordinator with its given peers connected; `close` stops what it started. */
+export interface OpenMesh extends MeshSession {
+  close: () => Promise<void>
+}
+
+export const DEFAULT_DISCOVER_TIMEOUT_MS = 60_000
+
 /**
  * Runs `work` with a coordinator connected to the mesh: K local peer
- * processes started for it (and stopped after), or the given running peers.
+ * processes started for it (and stopped after), the given running peers,
+ * and/or the peers that find it (`discover`).
  */
 export async function withMesh<T> (options: MeshOptions, work: (mesh: MeshSession) => Promise<T>): Promise<T> {
-  if ((options.peers == null) === (options.local == null)) throw new LumiereError('BAD_ARGUMENT', 'give either --local K or --peers ADDR[,ADDR…]')
-  let local: LocalMesh | undefined
-  const coordinator = await Coordinator.start({ access: options.access })
+  const mesh = await openMesh(options)
   try {
+    return await work({ coordinator: mesh.coordinator, peers: await meshPeers(mesh, options) })
+  } finally {
+    await mesh.close()
+  }
+}
+
+/**
+ * Starts the coordinator (unless given one) and connects the peers named by
+ * `local` or `peers`; discovered peers keep arriving on its `discovery`.
+ */
+export async function openMesh (options: MeshOptions): Promise<OpenMesh> {
+  checkMeshSources(options)
+  const own = options.coordinator == null
+  const coordinator = options.coordinator ?? await Coordinator.start({ access: options.access, listen: options.listen, relay: options.relay, mdns: options.discover != null })
+  let local: LocalMesh | undefined
+  const close = async (): Promise<void> => {
+    if (own) await coordinator.stop()
+    await local?.stop()
+  }
+  try {
+    if (own && (options.listen?.length ?? 0) > 0) options.onListening?.(coordinator.addrs())
     if (options.local != null) {
       const self = coordinator.node.peerId.toString()
       const access = { psk: options.access?.psk, trust: [self], ...(coordinator.allow != null ? { allow: [self] } : {}) }
@@ -48,12 +94,27 @@ export async function withMesh<T> (options: MeshOptions, work: (mesh: MeshSessio
       }
     }
     const addrs = local != null ? local.peers.map((p) => pickAddr(p.addrs, options.transport ?? 'tcp')) : (options.peers ?? [])
-    const peers = await coordinator.connect(addrs, { signal: options.signal })
-    return await work({ coordinator, peers })
-  } finally {
-    await coordinator.stop()
-    await local?.stop()
+    return { coordinator, peers: await coordinator.connect(addrs, { signal: options.signal }), close }
+  } catch (err) {
+    await close()
+    throw err
   }
+}
+
+/** Checks that the options name where the peers come from, in a combination that makes sense (BAD_ARGUMENT). */
+export function checkMeshSources (options: Pick<MeshOptions, 'local' | 'peers' | 'discover'>): void {
+  if (options.local != null && (options.peers != null || options.discover != null)) throw new LumiereError('BAD_ARGUMENT', '--local starts its own peers: give it alone, or --peers ADDR[,ADDR…] and/or --discover N without it')
+  if (options.local == null && options.peers == null && options.discover == null) throw new LumiereError('BAD_ARGUMENT', 'give --local K, --peers ADDR[,ADDR…] or --discover N')
+}
+
+/** The mesh's peers for a job: the connected ones, and with `discover`, the discovered ones once there are that many. */
+async function meshPeers (mesh: OpenMesh, options: MeshOptions): Promise<PeerInfo[]> {
+  const discovery = mesh.coordinator.discovery
+  if (options.discover == null) return mesh.peers
+  if (discovery == null) throw new LumiereError('INTERNAL', 'the coordinator was started without discovery')
+  const found = await discovery.waitFor(options.discover, { signal: options.signal, timeoutMs: options.discoverTimeoutMs ?? DEFAULT_DISCOVER_TIMEOUT_MS })
+  const ids = new Set(mesh.peers.map((p) => p.id))
+  return [...mesh.peers, ...found.filter((p) => !ids.has(p.id))]
 }
 
 /** The address of a local peer for the chosen transport. */

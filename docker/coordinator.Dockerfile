@@ -14,6 +14,9 @@
 # writable by the node user). Built-in models are built on first use into
 # /data (LUMIERE_CACHE), a volume, so later runs reuse them. The coordinator
 # only dials out (peers answer over the same connections): nothing to EXPOSE.
+# Peers found by mDNS (--discover N) need the container on their network
+# (docker/compose.yaml); for peers that --join, add --listen and publish its
+# port (docker run -p 4001:4001 ... --listen /ip4/0.0.0.0/tcp/4001).
 # --init matters with --local K: the coordinator then spawns K peer processes.
 # test/docker.test.ts checks this file statically (no Docker engine needed).
 
@@ -38,8 +41,7 @@ COPY src ./src
 COPY peer ./peer
 COPY coordinator ./coordinator
 COPY web ./web
-# /addrs: where docker/compose.yaml mounts the peers' addr files (read-only).
-RUN mkdir -p /data /out /addrs && chown -R node:node /data /out /addrs
+RUN mkdir -p /data /out && chown -R node:node /data /out
 USER node
 VOLUME ["/data", "/out"]
 ENTRYPOINT ["node", "coordinator/cli/main.ts"]

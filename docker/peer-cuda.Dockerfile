@@ -56,7 +56,7 @@ COPY protocol ./protocol
 COPY src ./src
 COPY peer ./peer
 COPY coordinator ./coordinator
-RUN mkdir -p /data/stages /addrs && chown -R node:node /data /addrs
+RUN mkdir -p /data/stages && chown -R node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 4001/tcp 4002/udp

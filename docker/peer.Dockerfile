@@ -46,9 +46,9 @@ COPY protocol ./protocol
 COPY src ./src
 COPY peer ./peer
 COPY coordinator ./coordinator
-# /data: stage cache and addr file; /addrs: the shared addr-file volume of
-# docker/compose.yaml (created here so a fresh named volume belongs to node).
-RUN mkdir -p /data/stages /addrs && chown -R node:node /data /addrs
+# /data: stage cache and addr file (created here so a fresh named volume
+# belongs to node).
+RUN mkdir -p /data/stages && chown -R node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 4001/tcp 4002/udp

@@ -6,6 +6,10 @@ import { createMeshNode } from '../src/mesh/node.ts'
 import { MAX_MESSAGE_LENGTH } from '../protocol/messages.ts'
 import { DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_TENSOR_BYTES, handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { checkTrust } from '../src/mesh/access.ts'
+import { startJoining } from '../src/mesh/join.ts'
+import { announceOnLan } from '../src/mesh/mdns.ts'
+import { RELAY_LISTEN } from '../src/mesh/relay.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { MemoryBudget, inspectStage } from './limits.ts'
 import type { StageCost } from './limits.ts'
 import type { MeshAccess } from '../src/mesh/access.ts'
@@ -34,6 +38,14 @@ export interface PeerOptions {
   log: Logger
   /** Pre-shared key and peer-id allowlist of the node (access.ts). */
   access?: MeshAccess
+  /** Answer mDNS queries on the LAN, so coordinators with --discover find this peer (--mdns). */
+  mdns?: boolean
+  /**
+   * Join the coordinator at this address and keep joining it (--join;
+   * src/mesh/join.ts). The peer also listens through relays (RELAY_LISTEN),
+   * for when the coordinator cannot dial it back.
+   */
+  join?: Multiaddr
   /** Stable identity (--identity); default a fresh one per start. */
   privateKey?: PrivateKey
   /** Coordinators whose jobs this peer takes (--trust); undefined = any. */
@@ -71,7 +83,8 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const providers = await detectProviders(options.providers)
   const egress = options.egressThrottle != null ? new EgressThrottle(options.egressThrottle) : undefined
   const executor = new Executor({ providers, threads: options.threads, throttle: options.throttle })
-  const node = await createMeshNode({ listen: options.listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
+  const listen = options.join != null ? [...new Set([...options.listen, ...RELAY_LISTEN])] : options.listen
+  const node = await createMeshNode({ listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
   const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
   const loaded = new Set<string>()
   /** Loads under way, by executor key: concurrent setups share one. */
@@ -271,10 +284,16 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     await rename(tmp, options.addrFile)
   }
 
+  // Announced and joined last: whoever finds this peer can use it at once.
+  const lan = options.mdns === true ? await announceOnLan(node) : undefined
+  const joining = options.join != null ? startJoining(node, options.join, { log: options.log, trust: options.trust }) : undefined
+
   return {
     node,
     capabilities,
     stop: async () => {
+      await joining?.stop()
+      await lan?.stop()
       clearInterval(leases)
       await node.stop()
       await executor.close()

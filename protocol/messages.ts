@@ -121,6 +121,11 @@ export const requestSchemas = {
     lease: z.strictObject({ jobs: z.array(id).max(MAX_LEASED_JOBS), ttlMs: z.int().min(1_000).max(MAX_LEASE_MS) }).optional()
   }),
   capabilities: empty,
+  /**
+   * peer → coordinator (`lumiere peer --join`): the peer offers itself for
+   * jobs; `addrs` are the addresses it listens on, relay circuits included.
+   */
+  join: z.strictObject({ addrs: z.array(addr).min(1).max(MAX_ADDRS) }),
   'stage.has': z.strictObject({ hash, kind: cacheKindSchema.optional() }),
   /**
    * + one attached U8 rank-1 tensor named 'model' holding the ONNX bytes
@@ -174,6 +179,8 @@ export const responseSchemas = {
     speed: nonNegative,
     cachedStages: z.int().min(0)
   }),
+  /** The addresses the coordinator gives the other peers of its jobs for this one (direct, or WebRTC through its relay). */
+  join: z.strictObject({ addrs: z.array(addr).max(MAX_ADDRS) }),
   'stage.has': z.strictObject({ present: z.boolean() }),
   'stage.put': ok,
   'job.setup': ok,
@@ -225,6 +232,7 @@ export interface TensorRule {
 export const REQUEST_TENSORS: Record<RequestType, TensorRule> = {
   ping: { min: 0, max: 0 },
   capabilities: { min: 0, max: 0 },
+  join: { min: 0, max: 0 },
   'stage.has': { min: 0, max: 0 },
   'stage.put': { min: 1, max: 1, names: ['model'], dtype: 'U8', rank: 1 },
   'job.setup': { min: 0, max: 0 },

@@ -7,16 +7,17 @@
 // - the CLI's whole import closure lands in the image, laid out as in the repo;
 // - ENTRYPOINT/CMD/HEALTHCHECK are in exec form, `node <file>` paths exist;
 // - every `lumiere` subcommand and flag used (Dockerfile CMD, compose
-//   commands, the coordinator's shell script) is listed by the real
-//   `lumiere <cmd> --help`, so renaming a flag fails this test;
+//   commands, shell scripts) is listed by the real `lumiere <cmd> --help`,
+//   so renaming a flag fails this test;
 // - npm ci: --omit=dev, CPU images install with ONNXRUNTIME_NODE_INSTALL=skip
 //   and download nothing else, the CUDA image with =cuda12;
 // - EXPOSEd ports are exactly the --listen ports, the HEALTHCHECK probes the
 //   TCP one (and is run against a real socket), caches live in volumes owned
 //   by the non-root user;
 // - compose: build files exist, volumes/networks/secrets are declared, the
-//   peers' addr files reach the coordinator, every container mounts the one
-//   PSK secret, `$` is escaped for compose.
+//   peers announce themselves by mDNS on one network and the coordinator
+//   discovers exactly that many, every container mounts the one PSK secret,
+//   `$` is escaped for compose.
 //
 // compose.yaml is read by a small purpose-built YAML reader (below): `yaml`
 // and `js-yaml` are in node_modules only as dependencies of tap, so they are
@@ -1155,7 +1156,8 @@ t.test('docker/compose.yaml', async (t) => {
   const declared = (key: string): YamlMap => isMap(doc[key]) ? doc[key] : {}
   const serviceImages = new Map<string, Image>()
   const peers = new Map<string, { service: YamlMap, flags: Map<string, string[]> }>()
-  const coordinators = new Map<string, { service: YamlMap, script: string }>()
+  const coordinators = new Map<string, Map<string, string[]>>()
+  const networksOf = (service: YamlMap): string[] => Array.isArray(service.networks) ? service.networks.map(String) : isMap(service.networks) ? Object.keys(service.networks) : []
 
   for (const [name, service] of Object.entries(doc.services)) {
     if (!isMap(service)) { t.fail(`service ${name} is a mapping`); continue }
@@ -1177,8 +1179,7 @@ t.test('docker/compose.yaml', async (t) => {
     for (const m of mounts(service)) {
       if (m.named) t.ok(Object.hasOwn(declared('volumes'), m.source), `${name}: volume ${m.source} is declared`)
     }
-    const nets = Array.isArray(service.networks) ? service.networks.map(String) : isMap(service.networks) ? Object.keys(service.networks) : []
-    for (const n of nets) t.ok(Object.hasOwn(declared('networks'), n), `${name}: network ${n} is declared`)
+    for (const n of networksOf(service)) t.ok(Object.hasOwn(declared('networks'), n), `${name}: network ${n} is declared`)
 
     // the effective command line: entrypoint/command override the image's
     const entrypoint = service.entrypoint != null ? strings(service.entrypoint).map(interpolate) : image.entrypoint?.json ?? []
@@ -1194,53 +1195,33 @@ t.test('docker/compose.yaml', async (t) => {
         t.same(checked.flags.get('--psk'), [PSK_PATH], `${name}: lumiere ${checked.path.join(' ')} now has --psk; pass --psk ${PSK_PATH} (the secret is mounted already)`)
       }
       if (checked.path[0] === 'peer') peers.set(name, { service, flags: checked.flags })
-      if (checked.flags.has('--peers')) coordinators.set(name, { service, script: argv.join('\n') })
+      if (checked.flags.has('--discover')) coordinators.set(name, checked.flags)
     }
   }
 
   t.ok(peers.size >= 2, `a rig of several peers (${[...peers.keys()].join(', ')})`)
-  t.equal(coordinators.size, 1, 'one coordinator, given --peers')
+  t.equal(coordinators.size, 1, 'one coordinator, finding its peers with --discover')
 
-  // peers: fixed ports that their image exposes; own caches; addr files in one shared volume
-  const addrFiles = new Map<string, string>()
-  let shared: string | undefined
+  // every service on one network: mDNS multicast reaches only its own segment
+  const segments = new Set(Object.values(doc.services).filter(isMap).map((service) => networksOf(service).join(',')))
+  t.equal(segments.size, 1, `every service is on the same network (${[...segments].join(' | ')})`)
+
+  // peers: announced by mDNS; fixed ports that their image exposes; own caches
   for (const [name, { service, flags }] of peers) {
     const image = serviceImages.get(name) as Image
+    t.ok(flags.has('--mdns'), `${name}: announces itself by mDNS (--mdns)`)
     t.same(listenPorts(flags.get('--listen') ?? []).sort(), [...image.exposed].sort(), `${name}: --listen ports are the ones ${image.file} exposes`)
-    const addrFile = flags.get('--addr-file')?.[0] ?? ''
-    t.notOk([...addrFiles.values()].includes(addrFile), `${name}: --addr-file ${addrFile} is its own`)
-    addrFiles.set(name, addrFile)
-    const m = mounts(service).find((v) => under(addrFile, v.target))
-    t.ok(m?.named === true && !m.readOnly, `${name}: --addr-file ${addrFile} is in a writable named volume`)
-    if (m != null) {
-      shared ??= m.source
-      t.equal(m.source, shared, `${name}: writes its addr file into the shared volume ${shared}`)
-      t.equal(m.target, posix.dirname(addrFile), `${name}: the addr file sits at the top of the ${m.source} volume`)
-    }
     const cache = flags.get('--cache')?.[0] ?? ''
     const cm = mounts(service).find((v) => under(cache, v.target))
     t.ok(cm?.named === true, `${name}: --cache ${cache} is in a named volume`)
     t.notOk([...peers].some(([other, p]) => other !== name && mounts(p.service).some((v) => v.source === cm?.source)), `${name}: its stage cache volume is its own`)
-    t.ok(image.healthcheck != null || isMap(service.healthcheck), `${name}: has a health check (the coordinator waits for it)`)
+    t.ok(image.healthcheck != null || isMap(service.healthcheck), `${name}: has a health check`)
   }
 
-  // the coordinator: waits for healthy peers, reads every peer's addr file from the shared volume
-  for (const [name, { service, script }] of coordinators) {
-    const deps = isMap(service.depends_on) ? service.depends_on : {}
-    for (const peer of peers.keys()) {
-      const d = deps[peer]
-      t.ok(isMap(d) && d.condition === 'service_healthy', `${name}: depends on ${peer} being healthy`)
-    }
-    const m = mounts(service).find((v) => v.source === shared)
-    t.ok(m != null, `${name}: mounts the shared addr-file volume ${shared ?? '?'}`)
-    if (m == null) continue
-    const globs = script.split(/[\s"'$()|]+/).filter((w) => w.endsWith('.addrs') && under(w, m.target))
-    t.ok(globs.length > 0, `${name}: its command reads addr files under ${m.target}`)
-    const res = globs.map((g) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`))
-    for (const [peer, f] of addrFiles) {
-      const seen = posix.join(m.target, posix.basename(f))
-      t.ok(res.some((re) => re.test(seen)), `${name}: reads ${peer}'s addr file (${seen})`)
-    }
+  // the coordinator: waits for every peer of the rig, and no more
+  for (const [name, flags] of coordinators) {
+    t.same(flags.get('--discover'), [String(peers.size)], `${name}: --discover ${peers.size}, one per peer service`)
+    t.notOk(flags.has('--local') || flags.has('--peers'), `${name}: no --local or --peers beside --discover`)
   }
 
   // one PSK for every container, mounted at /run/secrets/lumiere.psk (wired now, used once --psk lands)

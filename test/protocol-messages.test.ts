@@ -11,6 +11,7 @@ const PEER = '12D3KooWR4irNWpu2dHAerYts1PBC4YFsen4gDSVbhDDyoxryPvw'
 const requests: RequestBodies = {
   ping: {},
   capabilities: {},
+  join: { addrs: ['/ip4/192.0.2.7/tcp/4001/p2p/' + PEER, '/ip4/192.0.2.1/tcp/4001/p2p/' + PEER + '/p2p-circuit/webrtc/p2p/' + PEER] },
   'stage.has': { hash: 'a'.repeat(64) },
   'stage.put': { hash: 'sha256-abc' },
   'job.setup': {
@@ -31,6 +32,7 @@ const requests: RequestBodies = {
 const responses: ResponseBodies = {
   ping: { time: 1 },
   capabilities: { peerId: PEER, version: '0.1.0', executionProviders: ['cpu', 'cuda'], memoryBytes: 2 ** 34, freeMemoryBytes: 2 ** 33, cpus: 16, speed: 12.5, cachedStages: 3 },
+  join: { addrs: ['/ip4/192.0.2.7/tcp/4001/p2p/' + PEER] },
   'stage.has': { present: false },
   'stage.put': { ok: true },
   'job.setup': { ok: true },

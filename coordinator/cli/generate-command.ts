@@ -6,7 +6,8 @@ import { readCheckpoint } from '../checkpoint.ts'
 import { DEFAULT_STYLE_ALPHA, generate } from '../generate.ts'
 import type { JobSpec } from '../checkpoint.ts'
 import { nonNegativeNumber, positiveInt } from './options.ts'
-import { meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
+import { discoveryMeshOptions, meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
+import type { DiscoveryFlags } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
@@ -73,7 +74,7 @@ export function generateCommand (): Command {
     .option('--hedge', 'also send an SSR window that runs long (2× the median) to an idle peer; the first answer wins')
   meshOptions(cmd)
   outputOptions(cmd)
-  return cmd.action(async (promptArg: string | undefined, opts: GenerateFlags & AccessFlags) => {
+  return cmd.action(async (promptArg: string | undefined, opts: GenerateFlags & AccessFlags & DiscoveryFlags) => {
     const resumeFrom = opts.resume == null ? undefined : await readCheckpoint(opts.resume)
     // A resumed job is the job its checkpoint recorded; only where it runs and writes come from these flags.
     const job: JobSpec = resumeFrom?.record.job ?? {
@@ -106,8 +107,9 @@ export function generateCommand (): Command {
     const bar = progressBar(job.ssr === false ? job.steps : 2 * job.steps, opts.quiet)
     const result = await generate({
       ...job,
-      local: opts.peers == null ? (opts.local ?? 2) : undefined,
+      local: opts.peers == null && opts.discover == null ? (opts.local ?? 2) : undefined,
       peers: opts.peers,
+      ...discoveryMeshOptions(opts, opts.quiet),
       stages: opts.stages,
       transport: opts.transport,
       timeoutMs: opts.timeout * 1000,

@@ -3,7 +3,8 @@ import { readSafetensors, writeSafetensors } from '../../src/tensor/safetensors.
 import { inferOnMesh } from '../infer.ts'
 import { list, positiveInt, positiveNumber } from './options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
-import { accessOptions } from './shared-options.ts'
+import { accessOptions, discoveryMeshOptions, discoveryOptions } from './shared-options.ts'
+import type { DiscoveryFlags } from './shared-options.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
 
@@ -20,7 +21,7 @@ interface InferFlags {
 }
 
 export function inferCommand (): Command {
-  return accessOptions(new Command('infer')
+  return accessOptions(discoveryOptions(new Command('infer')
     .description('run an ONNX model once, cut into stages over the mesh; writes the graph outputs by name')
     .requiredOption('--model <file.onnx>', 'ONNX model (external data beside it is read too)')
     .requiredOption('--input <file.safetensors>', 'graph inputs, one tensor per input name')
@@ -30,13 +31,14 @@ export function inferCommand (): Command {
     .option('--stages <k>', 'stages to cut the model into (default: one per peer)', positiveInt('--stages'))
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .option('--timeout <seconds>', 'deadline for the whole run', positiveNumber('--timeout'), 600)
-    .option('--json', 'print a JSON summary instead of text'))
-    .action(async (opts: InferFlags & AccessFlags) => {
+    .option('--json', 'print a JSON summary instead of text')))
+    .action(async (opts: InferFlags & AccessFlags & DiscoveryFlags) => {
       const inputs = await readSafetensors(opts.input)
       const started = performance.now()
       const { outputs, plan } = await inferOnMesh(opts.model, inputs.tensors, {
         local: opts.local,
         peers: opts.peers,
+        ...discoveryMeshOptions(opts),
         stages: opts.stages,
         transport: opts.transport,
         timeoutMs: opts.timeout * 1000,

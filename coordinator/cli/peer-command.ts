@@ -8,6 +8,7 @@ import { collect, list, positiveInt, positiveNumber } from './options.ts'
 import { accessOptions } from './shared-options.ts'
 import { loadAccess, parsePeerId } from '../../src/mesh/access.ts'
 import { parseByteSize } from '../../peer/limits.ts'
+import { parseJoinAddr } from '../../src/mesh/join.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
 
 const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0', '/ip4/0.0.0.0/udp/0/webrtc-direct']
@@ -17,6 +18,8 @@ export function peerCommand (): Command {
     .description('run a peer daemon: caches stage graphs and runs them with onnxruntime')
     .option('--listen <multiaddr>', `address to listen on, repeatable (default: ${DEFAULT_LISTEN.join(' and ')})`, collect)
     .option('--addr-file <file>', 'write the full multiaddrs (with /p2p/ id), one per line, once listening')
+    .option('--mdns', 'announce this peer on the LAN by mDNS: a coordinator started with --discover finds it, no address typed')
+    .option('--join <multiaddr>', 'join the coordinator listening at this address (its --listen; with /p2p/ id, or give it a stable --identity) and join again whenever it goes away. A peer it cannot dial (behind NAT) is reached by WebRTC signalled through its relay (--relay); list only --listen /p2p-circuit to be reached that way alone')
     .option('--cache <dir>', 'stage graph cache folder', stageCacheDir())
     .option('--ep <list>', 'execution providers in preference order, e.g. cuda,cpu (default: every one that loads)', list)
     .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt('--threads'))
@@ -27,12 +30,15 @@ export function peerCommand (): Command {
     .option('--trust <id,...>', 'take jobs (stage lookups and uploads, job setup, inputs, stats, close) only from these coordinator peer ids (give the coordinator a stable id with its --identity); other peers of such a job may still push it activations, and ping/capabilities stay open to all. Default (no --trust): any coordinator that can connect gets its jobs run — fine on a LAN, not on an open mesh', list)
     .option('--memory <bytes>', 'memory budget for stages, e.g. 4G or 512M (powers of 1024): reported as this peer\'s free memory (so plans fit it) and enforced: a stage whose parameters + estimated activations exceed it is refused (OUT_OF_MEMORY)')
     .option('--quiet', 'log warnings and errors only')
-    .action(async (opts: { listen?: string[], addrFile?: string, cache: string, ep?: string[], threads?: number, throttle?: number, egressThrottle?: number, faulty?: number, quiet?: boolean, trust?: string[], memory?: string } & AccessFlags) => {
+    .action(async (opts: { listen?: string[], addrFile?: string, cache: string, ep?: string[], threads?: number, throttle?: number, egressThrottle?: number, faulty?: number, quiet?: boolean, trust?: string[], memory?: string, mdns?: boolean, join?: string } & AccessFlags) => {
       const log = createLogger('peer', opts.quiet)
       const { pskFile: _pskFile, privateKey, ...access } = await loadAccess(opts)
       const trust = opts.trust == null ? undefined : new Set(opts.trust.map((id) => parsePeerId(id, '--trust')))
       if (trust != null && trust.size === 0) throw new LumiereError('BAD_ARGUMENT', '--trust lists no peer id: this peer would take no job (leave --trust out to take any coordinator\'s)')
       const memoryBytes = opts.memory == null ? undefined : parseByteSize(opts.memory)
+      const join = opts.join == null ? undefined : parseJoinAddr(opts.join)
+      const joinId = join?.getComponents().findLast((c) => c.name === 'p2p')?.value
+      if (trust != null && joinId != null && !trust.has(joinId)) throw new LumiereError('BAD_ARGUMENT', `--join names coordinator ${joinId}, which --trust does not list: this peer would take none of its jobs`)
       const peer = await startPeer({
         listen: opts.listen ?? DEFAULT_LISTEN,
         cacheDir: opts.cache,
@@ -44,6 +50,8 @@ export function peerCommand (): Command {
         faulty: opts.faulty,
         log,
         access,
+        mdns: opts.mdns,
+        ...(join != null ? { join } : {}),
         ...(privateKey != null ? { privateKey } : {}),
         ...(trust != null ? { trust } : {}),
         ...(memoryBytes != null ? { memoryBytes } : {})

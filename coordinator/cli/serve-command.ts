@@ -2,6 +2,10 @@ import { Command, Option } from 'commander'
 import { createLogger } from '../../src/log.ts'
 import { startServer } from '../serve/server.ts'
 import { list, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './options.ts'
+import { accessOptions, discoveryMeshOptions, discoveryOptions } from './shared-options.ts'
+import { loadAccess } from '../../src/mesh/access.ts'
+import type { DiscoveryFlags } from './shared-options.ts'
+import type { AccessFlags } from '../../src/mesh/access.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
 import type { WireFormat } from '../../src/tensor/wire.ts'
 
@@ -22,11 +26,11 @@ interface ServeFlags {
 }
 
 export function serveCommand (): Command {
-  return new Command('serve')
-    .description('run a long-lived coordinator: an HTTP jobs API (/api/jobs, /api/peers, /api/events) and a live dashboard at / over one set of peers')
+  return accessOptions(discoveryOptions(new Command('serve')
+    .description('run a long-lived coordinator: an HTTP jobs API (/api/jobs, /api/peers, /api/events) and a live dashboard at / over its peers (started, given, or found as they come with --discover and --listen)')
     .option('--port <port>', 'HTTP port (0 picks a free one)', nonNegativeInt('--port'), 8080)
     .option('--host <addr>', 'address to listen on; anything but loopback exposes the API (no authentication) to the network', '127.0.0.1')
-    .addOption(new Option('--local <k>', 'start K peer processes on loopback for the server\'s lifetime (default 2 when --peers is not given)').argParser(positiveInt('--local')).conflicts('peers'))
+    .addOption(new Option('--local <k>', 'start K peer processes on loopback for the server\'s lifetime (default 2 when neither --peers nor --discover is given)').argParser(positiveInt('--local')).conflicts('peers'))
     .addOption(new Option('--peers <addr,...>', 'full multiaddrs (with /p2p/ id) of running peers').argParser(list))
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .option('--model <dir|preset>', 'default model for jobs that name none: a package folder or a preset (tiny, small)', 'tiny')
@@ -36,14 +40,16 @@ export function serveCommand (): Command {
     .option('--ping <seconds>', 'seconds between health pings of each peer', positiveNumber('--ping'), 5)
     .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 or f16').choices(['f32', 'f16']).default('f32'))
     .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)
-    .option('--quiet', 'log only warnings')
-    .action(async (opts: ServeFlags) => {
+    .option('--quiet', 'log only warnings')))
+    .action(async (opts: ServeFlags & AccessFlags & DiscoveryFlags) => {
       const log = createLogger('serve', opts.quiet)
       const server = await startServer({
         port: opts.port,
         host: opts.host,
-        local: opts.peers == null ? (opts.local ?? 2) : undefined,
+        local: opts.peers == null && opts.discover == null ? (opts.local ?? 2) : undefined,
         peers: opts.peers,
+        ...discoveryMeshOptions(opts, opts.quiet),
+        access: await loadAccess(opts),
         transport: opts.transport,
         model: opts.model,
         dataDir: opts.data,

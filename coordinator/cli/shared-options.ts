@@ -1,6 +1,7 @@
 import { Option } from 'commander'
 import type { Command } from 'commander'
-import { list, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './options.ts'
+import { collect, list, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './options.ts'
+import type { MeshOptions } from '../mesh-session.ts'
 
 /** Options every sampling command takes: model, sampler and guidance. */
 export function samplingOptions (cmd: Command): Command {
@@ -18,12 +19,43 @@ export function samplingOptions (cmd: Command): Command {
 
 /** Options for where the work runs and how tensors travel. */
 export function meshOptions (cmd: Command): Command {
-  return accessOptions(cmd
-    .addOption(new Option('--local <k>', 'start K peer processes on loopback (default 2 when --peers is not given)').argParser(positiveInt('--local')).conflicts('peers'))
+  return accessOptions(discoveryOptions(cmd
+    .addOption(new Option('--local <k>', 'start K peer processes on loopback (default 2 when neither --peers nor --discover is given)').argParser(positiveInt('--local')).conflicts('peers'))
     .addOption(new Option('--peers <addr,...>', 'full multiaddrs (with /p2p/ id) of running peers').argParser(list))
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
     .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact) or f16 (half the bytes, relative error ≤ 2^-11 per element)').choices(['f32', 'f16']).default('f32'))
-    .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600))
+    .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)))
+}
+
+/** Flags of discoveryOptions. */
+export interface DiscoveryFlags {
+  discover?: number
+  discoverTimeout: number
+  listen?: string[]
+  relay?: boolean
+}
+
+/**
+ * Options for peers that find the coordinator on their own: mDNS on the LAN
+ * (--discover) and join requests (--listen; --relay for peers behind NAT).
+ */
+export function discoveryOptions (cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--discover <n>', 'wait for N peers that find this coordinator: on the LAN by mDNS (peers started with --mdns) and, with --listen, by joining it (peers started with --join); more are taken in as they come').argParser(positiveInt('--discover')).conflicts('local'))
+    .option('--discover-timeout <seconds>', 'how long --discover waits for its N peers', positiveNumber('--discover-timeout'), 60)
+    .option('--listen <multiaddr>', 'listen here (repeatable, e.g. /ip4/0.0.0.0/tcp/4001), so peers can join with `lumiere peer --join ADDR`; the full addresses are printed at start (give the coordinator a stable id with --identity)', collect)
+    .option('--relay', 'relay for joining peers behind NAT: they are reached by WebRTC signalled through this coordinator, which carries no tensors (needs --listen)')
+}
+
+/** The mesh options of the discovery flags; the listen addresses are printed on stderr unless `quiet`. */
+export function discoveryMeshOptions (opts: DiscoveryFlags, quiet?: boolean): Pick<MeshOptions, 'discover' | 'discoverTimeoutMs' | 'listen' | 'relay' | 'onListening'> {
+  return {
+    discover: opts.discover,
+    discoverTimeoutMs: opts.discoverTimeout * 1000,
+    listen: opts.listen,
+    relay: opts.relay,
+    onListening: (addrs) => { if (quiet !== true) for (const a of addrs) console.error(`coordinator listening on ${a}`) }
+  }
 }
 
 /** Options for what gets written and said. */

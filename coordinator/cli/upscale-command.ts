@@ -2,7 +2,8 @@ import { Command } from 'commander'
 import { upscaleVideo } from '../generate.ts'
 import { planOutputs, progressBar, writeOutputs } from './outputs.ts'
 import { positiveInt } from './options.ts'
-import { meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
+import { discoveryMeshOptions, meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
+import type { DiscoveryFlags } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
@@ -40,7 +41,7 @@ export function upscaleCommand (): Command {
   samplingOptions(cmd)
   meshOptions(cmd)
   outputOptions(cmd)
-  return cmd.action(async (opts: UpscaleFlags & AccessFlags) => {
+  return cmd.action(async (opts: UpscaleFlags & AccessFlags & DiscoveryFlags) => {
     const outputs = await planOutputs(opts.out ?? (opts.tensor == null ? 'upscaled.mp4' : undefined), opts.tensor, 1)
     const bar = progressBar(opts.steps, opts.quiet)
     const result = await upscaleVideo({
@@ -56,8 +57,9 @@ export function upscaleCommand (): Command {
       thresholding: opts.thresholding,
       ssrWindow: opts.ssrWindow,
       ssrStride: opts.ssrStride,
-      local: opts.peers == null ? (opts.local ?? 2) : undefined,
+      local: opts.peers == null && opts.discover == null ? (opts.local ?? 2) : undefined,
       peers: opts.peers,
+      ...discoveryMeshOptions(opts, opts.quiet),
       transport: opts.transport,
       wire: opts.wire,
       access: await loadAccess(opts),

@@ -1,13 +1,15 @@
 /**
- * The peers `lumiere serve` runs on: their capabilities (asked once at start
- * over the coordinator's own libp2p node) and their health, an rpc `ping`
- * every `intervalMs` whose round trip is reported, with consecutive failures
- * counted. A peer that stops answering stays listed, marked unhealthy.
+ * The peers `lumiere serve` runs on: the ones it was started with, then every
+ * peer its coordinator admits (found by mDNS or joining; Coordinator.onJoin),
+ * with their capabilities and health: an rpc `ping` every `intervalMs` over
+ * the server's coordinator, whose round trip is reported, with consecutive
+ * failures counted. A peer that stops answering stays listed, marked
+ * unhealthy; when it is admitted again its entry is renewed.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { toLumiereError } from '../../src/errors.ts'
 import { rpcCall } from '../../protocol/rpc.ts'
-import { Coordinator } from '../coordinator.ts'
+import type { Coordinator, PeerInfo } from '../coordinator.ts'
 import type { Capabilities } from '../../peer/capabilities.ts'
 
 export interface PeerHealth {
@@ -23,11 +25,15 @@ export interface PeerHealth {
   error?: string
 }
 
+/** How the server got a peer: started it (--local), was given it (--peers), or it found the server (mDNS, join). */
+export type PeerSource = 'local' | 'peers' | 'mdns' | 'join'
+
 export interface MonitoredPeer {
   id: string
-  /** The address the coordinator dials. */
-  addr: string
+  /** The addresses the coordinator dials, and gives the other peers of a job. */
+  addrs: string[]
   transport: string
+  source: PeerSource
   capabilities: Capabilities
   health: PeerHealth
 }
@@ -35,8 +41,7 @@ export interface MonitoredPeer {
 export interface PeerMonitorOptions {
   intervalMs?: number
   pingTimeoutMs?: number
-  signal?: AbortSignal
-  /** Called after every round of pings. */
+  /** Called after every round of pings, and when a peer is admitted. */
   onUpdate?: (peers: MonitoredPeer[]) => void
 }
 
@@ -58,38 +63,29 @@ export class PeerMonitor {
   private timer: NodeJS.Timeout | undefined
   private round: Promise<void> | undefined
   private stopped = false
+  private readonly unsubscribe: () => void
 
-  private constructor (coordinator: Coordinator, peers: MonitoredPeer[], options: PeerMonitorOptions) {
+  private constructor (coordinator: Coordinator, options: PeerMonitorOptions) {
     this.coordinator = coordinator
-    this.peers = peers
+    this.peers = []
     this.options = options
+    this.unsubscribe = coordinator.onJoin((peer) => {
+      this.add(peer, coordinator.discovery?.via(peer.id) ?? 'join')
+      this.options.onUpdate?.(this.peers)
+    })
   }
 
-  /** Connects to every peer (an unreachable one is an error naming it), then pings them periodically. */
-  static async start (addrs: string[], options: PeerMonitorOptions = {}): Promise<PeerMonitor> {
-    const coordinator = await Coordinator.start()
-    try {
-      const infos = await coordinator.connect(addrs, { signal: options.signal })
-      const now = new Date().toISOString()
-      const peers = infos.map((p) => ({
-        id: p.id,
-        addr: p.addrs[0] ?? '',
-        transport: transportOf(p.addrs[0] ?? ''),
-        capabilities: p.capabilities,
-        health: { ok: true, checkedAt: now, lastSeen: now, failures: 0 }
-      }))
-      const monitor = new PeerMonitor(coordinator, peers, options)
-      await monitor.pingAll()
-      monitor.schedule()
-      return monitor
-    } catch (err) {
-      await coordinator.stop()
-      throw err
-    }
-  }
-
-  addrs (): string[] {
-    return this.peers.map((p) => p.addr)
+  /**
+   * Watches `peers` (connected by `coordinator`, from `source`) and every peer
+   * the coordinator admits from now on; pings them all periodically.
+   */
+  static async start (coordinator: Coordinator, peers: PeerInfo[], source: PeerSource, options: PeerMonitorOptions = {}): Promise<PeerMonitor> {
+    const monitor = new PeerMonitor(coordinator, options)
+    for (const p of peers) monitor.add(p, source)
+    for (const p of coordinator.discovery?.peers() ?? []) monitor.add(p, coordinator.discovery?.via(p.id) ?? 'join')
+    await monitor.pingAll()
+    monitor.schedule()
+    return monitor
   }
 
   /** Pings every peer once, concurrently. */
@@ -104,9 +100,25 @@ export class PeerMonitor {
 
   async stop (): Promise<void> {
     this.stopped = true
+    this.unsubscribe()
     clearTimeout(this.timer)
     await this.round?.catch(() => {})
-    await this.coordinator.stop()
+  }
+
+  /** Lists a peer, or renews its entry when it is listed already (a peer that came back). */
+  private add (peer: PeerInfo, source: PeerSource): void {
+    const now = new Date().toISOString()
+    const entry: MonitoredPeer = {
+      id: peer.id,
+      addrs: peer.addrs,
+      transport: transportOf(peer.addrs[0] ?? ''),
+      source,
+      capabilities: peer.capabilities,
+      health: { ok: true, checkedAt: now, lastSeen: now, failures: 0 }
+    }
+    const at = this.peers.findIndex((p) => p.id === peer.id)
+    if (at >= 0) this.peers[at] = entry
+    else this.peers.push(entry)
   }
 
   private schedule (): void {
@@ -119,7 +131,7 @@ export class PeerMonitor {
     const started = performance.now()
     const checkedAt = new Date().toISOString()
     try {
-      await rpcCall(this.coordinator.node, multiaddr(peer.addr), 'ping', {}, { timeoutMs: this.options.pingTimeoutMs ?? 3_000 })
+      await rpcCall(this.coordinator.node, peer.addrs.map((a) => multiaddr(a)), 'ping', {}, { timeoutMs: this.options.pingTimeoutMs ?? 3_000 })
       const rttMs = Number((performance.now() - started).toFixed(2))
       peer.health = { ok: true, rttMs, checkedAt, lastSeen: checkedAt, failures: 0 }
     } catch (err) {

@@ -1,8 +1,10 @@
 /**
  * `lumiere serve`: a long-running coordinator. One long-lived set of peers
- * (K started on loopback, or given running ones) serves a queue of
- * text-to-video jobs submitted over HTTP; a dashboard at `/` shows peers,
- * the plan, progress and a per-stage timeline, fed by Server-Sent Events.
+ * (K started on loopback, given running ones, and/or the ones that find it by
+ * mDNS or join it, admitted as they come) serves a queue of text-to-video
+ * jobs submitted over HTTP, every job on the server's one coordinator; a
+ * dashboard at `/` shows peers, the plan, progress and a per-stage timeline,
+ * fed by Server-Sent Events.
  *
  * Routes (JSON unless said; errors are `{ error: { code, message } }`):
  *   GET    /                        the dashboard (web/)
@@ -11,7 +13,7 @@
  *   GET    /api/jobs/:id            the job: state, progress, phase, step, steps, plan, timeline, result
  *   DELETE /api/jobs/:id            cancel (queued: removed; running: aborted, answered once stopped) → 200 job
  *   GET    /api/jobs/:id/result     the MP4 (?sample=b for sample b); 409 until done
- *   GET    /api/peers               peers: id, addrs, transport, capabilities, stages held, health
+ *   GET    /api/peers               peers: id, addrs, transport, source (local, peers, mdns, join), capabilities, stages held, health
  *   GET    /api/events              Server-Sent Events: snapshot, job, progress, plan, peers
  */
 import { createServer } from 'node:http'
@@ -25,7 +27,7 @@ import { presetNames } from '../../src/model/presets.ts'
 import { sampleOf } from '../../src/video/frames.ts'
 import { writeVideo } from '../../src/video/write-video.ts'
 import { generate } from '../generate.ts'
-import { startLocalMesh } from '../local-mesh.ts'
+import { checkMeshSources, openMesh } from '../mesh-session.ts'
 import { HttpError, loadStatic, readJson, sendError, sendFile, sendJson, sendStatic } from './http.ts'
 import { JobQueue, QueueFullError } from './jobs.ts'
 import { PeerMonitor } from './peers.ts'
@@ -37,21 +39,22 @@ import type { AddressInfo } from 'node:net'
 import type { JobResult, JobRunner } from './jobs.ts'
 import type { MonitoredPeer } from './peers.ts'
 import type { JobDefaults } from './schema.ts'
-import type { LocalMesh } from '../local-mesh.ts'
+import type { MeshOptions } from '../mesh-session.ts'
 import type { Logger } from '../../src/log.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
 import type { WireFormat } from '../../src/tensor/wire.ts'
 
 const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url))
 
-export interface ServeOptions {
+/**
+ * Where the server's peers come from (mesh-session.ts): `local` peers started
+ * for its lifetime, or running `peers`, and/or the peers that find it
+ * (`discover` N: jobs wait for N of them; `listen` takes join requests).
+ */
+export interface ServeOptions extends Pick<MeshOptions, 'local' | 'peers' | 'discover' | 'discoverTimeoutMs' | 'listen' | 'relay' | 'onListening' | 'access'> {
   /** 0 picks a free port. */
   port: number
   host?: string
-  /** Start this many peer processes on loopback for the server's lifetime… */
-  local?: number
-  /** …or use these running peers. */
-  peers?: string[]
   transport?: TransportName
   /** Default model for jobs that name none (a preset or a package folder). */
   model?: string
@@ -82,7 +85,7 @@ export interface LumiereServer {
 }
 
 export async function startServer (options: ServeOptions): Promise<LumiereServer> {
-  if ((options.peers == null) === (options.local == null)) throw new LumiereError('BAD_ARGUMENT', 'give either --local K or --peers ADDR[,ADDR…]')
+  checkMeshSources(options)
   const host = options.host ?? '127.0.0.1'
   const model = options.model ?? 'tiny'
   const defaults: JobDefaults = { model, steps: options.steps ?? 16, guidance: options.guidance ?? 3, samples: options.samples ?? 1 }
@@ -150,15 +153,24 @@ export async function startServer (options: ServeOptions): Promise<LumiereServer
       log?.warn({ dir: WEB_DIR }, 'dashboard files are missing; serving the API only')
       return new Map<string, never>()
     })
-    let mesh: LocalMesh | undefined
-    if (options.local != null) {
-      mesh = await startLocalMesh(options.local, { transport: options.transport, extraArgs: options.localPeerArgs })
-      const m = mesh
-      cleanups.push(async () => m.stop())
-    }
+    const mesh = await openMesh({
+      local: options.local,
+      peers: options.peers,
+      transport: options.transport,
+      localPeerArgs: options.localPeerArgs,
+      access: options.access,
+      listen: options.listen,
+      relay: options.relay,
+      onListening: options.onListening,
+      // Discovery runs for the server's lifetime; jobs do the waiting.
+      ...(options.discover != null ? { discover: options.discover } : {})
+    })
+    cleanups.push(async () => mesh.close())
+    const coordinator = mesh.coordinator
+    // Every job runs on the server's coordinator: with the peers it was given, and all it has admitted.
+    const staticAddrs = mesh.peers.map((p) => p.addrs[0])
     let ready = false
-    const addrs = mesh != null ? mesh.peers.map((p) => pickAddr(p.addrs, options.transport ?? 'tcp')) : (options.peers ?? [])
-    const monitor = await PeerMonitor.start(addrs, {
+    const monitor = await PeerMonitor.start(coordinator, mesh.peers, options.local != null ? 'local' : 'peers', {
       intervalMs: options.pingIntervalMs,
       onUpdate: () => { if (ready) hub.send('peers', peersView()) }
     })
@@ -181,7 +193,10 @@ export async function startServer (options: ServeOptions): Promise<LumiereServer
         samples: p.samples,
         sampler: p.sampler,
         ssr,
-        peers: monitor.addrs(),
+        coordinator,
+        peers: staticAddrs,
+        // With discovery, the peers admitted so far join the job; --discover N makes it wait for N.
+        ...(coordinator.discovery != null ? { discover: options.discover ?? 0, discoverTimeoutMs: options.discoverTimeoutMs } : {}),
         timeoutMs: options.timeoutMs,
         wire: options.wire,
         signal: hooks.signal,
@@ -225,8 +240,9 @@ export async function startServer (options: ServeOptions): Promise<LumiereServer
       const held = stagesByPeer(queue.currentPlan()?.plan)
       return monitor.peers.map((p) => ({
         id: p.id,
-        addrs: [p.addr],
+        addrs: p.addrs,
         transport: p.transport,
+        source: p.source,
         executionProviders: p.capabilities.executionProviders,
         memoryBytes: p.capabilities.memoryBytes,
         freeMemoryBytes: p.capabilities.freeMemoryBytes,
@@ -335,14 +351,6 @@ export async function startServer (options: ServeOptions): Promise<LumiereServer
     await cleanup()
     throw err
   }
-}
-
-/** The address of a local peer for the chosen transport. */
-function pickAddr (addrs: string[], transport: TransportName): string {
-  const want = transport === 'tcp' ? '/tcp/' : '/webrtc-direct/'
-  const addr = addrs.find((a) => a.includes(want))
-  if (addr == null) throw new LumiereError('INTERNAL', `local peer has no ${transport} address: ${addrs.join(' ')}`)
-  return addr
 }
 
 function isLoopback (host: string): boolean {

@@ -1,7 +1,8 @@
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { webRTCDirect } from '@libp2p/webrtc'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { createLibp2p } from 'libp2p'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
@@ -11,6 +12,7 @@ import { meshEncrypters } from './encryption.ts'
 import { batchedTcp } from './tcp.ts'
 import { meshAccessConfig } from './access.ts'
 import type { MeshAccess } from './access.ts'
+import { relayServer } from './relay.ts'
 
 export type MeshNode = Libp2p<{ identify: Identify, ping: Ping }>
 
@@ -27,6 +29,11 @@ export interface MeshNodeOptions {
   aesNoise?: boolean
   /** Pre-shared key (TCP/WebSocket) and peer-id allowlist (every transport); see access.ts. */
   access?: MeshAccess
+  /**
+   * Run a circuit relay server: nodes behind NAT reserve a slot on it and are
+   * dialled through it, for WebRTC signalling only (see relay.ts).
+   */
+  relay?: boolean
 }
 
 /** The listen address a loopback node of the given transport uses. */
@@ -57,16 +64,20 @@ export const YAMUX_MAX_WINDOW_BYTES = 16 * 1024 * 1024
  * settings, 4 data channels or 2-4 connections in parallel all move the same
  * ~50-90 MB/s within noise; a maxMessageSize over the 16 KiB the transport
  * writes into its SDP makes the data channel close.
+ *
+ * Every node can dial through a circuit relay and take WebRTC connections
+ * signalled over one (`<relay>/p2p-circuit/webrtc/p2p/<peer>`), so a peer
+ * behind NAT is reachable by the others of its job; see relay.ts.
  */
 export async function createMeshNode (options: MeshNodeOptions = {}): Promise<MeshNode> {
   return createLibp2p({
     ...(options.privateKey != null ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
-    transports: [batchedTcp(), webRTCDirect()],
+    transports: [batchedTcp(), webRTCDirect(), circuitRelayTransport(), webRTC()],
     connectionEncrypters: meshEncrypters({ aes: options.aesNoise }),
     streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW_BYTES, maxStreamWindowSize: YAMUX_MAX_WINDOW_BYTES } })],
     connectionManager: { maxConnections: 256 },
     ...meshAccessConfig(options.access),
-    services: { identify: identify(), ping: ping() }
-  })
+    services: { identify: identify(), ping: ping(), ...(options.relay === true ? { relay: relayServer() } : {}) }
+  }) as Promise<MeshNode>
 }

@@ -1,0 +1,60 @@
+/**
+ * Circuit relay (v2) for peers behind NAT, used for WebRTC signalling only.
+ *
+ * A peer that joins a coordinator (`lumiere peer --join`) also listens on
+ * RELAY_LISTEN: it reserves a slot on a relay it is connected to (the
+ * coordinator, started with --relay) and takes WebRTC connections signalled
+ * through it. The others of a job reach it as
+ * `<relay>/p2p-circuit/webrtc/p2p/<peer>`: the relay carries the SDP offer,
+ * answer and ICE candidates, the data then flows over the direct WebRTC
+ * connection. The relayed connection itself is limited (128 KiB and 2 min by
+ * default) and our rpc protocol does not run on limited connections, so no
+ * tensor ever crosses the relay.
+ */
+import { RELAY_V2_HOP_CODEC, circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { setTimeout as wait } from 'node:timers/promises'
+import type { PeerId } from '@libp2p/interface'
+import type { MeshNode } from './node.ts'
+
+/** Listen addresses of a node reachable through a relay: a reservation on any connected relay, WebRTC signalled over it. */
+export const RELAY_LISTEN = ['/p2p-circuit', '/webrtc']
+
+/**
+ * Reservations one relay holds at once (libp2p's default is 15): every
+ * volunteer behind NAT holds one for as long as it is in the mesh.
+ */
+const MAX_RESERVATIONS = 256
+
+/** The relay server service of a mesh node (createMeshNode's `relay`). */
+export function relayServer (): ReturnType<typeof circuitRelayServer> {
+  return circuitRelayServer({ reservations: { maxReservations: MAX_RESERVATIONS } })
+}
+
+/** Whether `addr` reaches its peer by WebRTC signalled through a relay. */
+export function isRelayedWebrtc (addr: string): boolean {
+  return addr.includes('/p2p-circuit/webrtc/')
+}
+
+/** Whether `addr` goes through a relay at all. */
+export function isRelayed (addr: string): boolean {
+  return addr.includes('/p2p-circuit')
+}
+
+/**
+ * Waits until `node` holds a reservation on `relay` (one of its addresses
+ * goes through it), or `relay` turns out not to be a relay (identify lists
+ * no hop protocol), or `timeoutMs` passes. Returns whether it holds one.
+ */
+export async function awaitReservation (node: MeshNode, relay: PeerId, options: { signal?: AbortSignal, timeoutMs: number }): Promise<boolean> {
+  const through = `/p2p/${relay.toString()}/p2p-circuit`
+  const deadline = Date.now() + options.timeoutMs
+  while (Date.now() < deadline) {
+    options.signal?.throwIfAborted()
+    if (node.getMultiaddrs().some((a) => a.toString().includes(through))) return true
+    const protocols = await node.peerStore.get(relay).then((p) => p.protocols, (): string[] => [])
+    // identify has run (it lists protocols) and the hop protocol is not among them: no relay there.
+    if (protocols.length > 0 && !protocols.includes(RELAY_V2_HOP_CODEC)) return false
+    await wait(100, undefined, { signal: options.signal })
+  }
+  return false
+}
