@@ -54,16 +54,19 @@ export const YAMUX_MAX_WINDOW_BYTES = 16 * 1024 * 1024
  * window update every 256 KiB, a round trip through the receiver's event
  * loop. Yamux data frames are as large as the window allows (the muxer's
  * 64 KiB maxMessageSize setting is not used for data in
- * @chainsafe/libp2p-yamux 8), so a 1 MiB send() is one frame and one window
- * update.
+ * @chainsafe/libp2p-yamux 8), so a 1 MiB send() is one frame, one AES-GCM
+ * Noise message (encryption.ts) and one window update.
  *
  * WebRTC-direct keeps its defaults: its cost is in node-datachannel's native
- * threads (SCTP over DTLS in ~1.2 KB UDP packets, a thread hand-off per
- * packet), not in JS. Measured: larger maxBufferedAmount, a non-zero
- * bufferedAmountLow threshold, node-datachannel's SCTP buffer / congestion
- * settings, 4 data channels or 2-4 connections in parallel all move the same
- * ~50-90 MB/s within noise; a maxMessageSize over the 16 KiB the transport
- * writes into its SDP makes the data channel close.
+ * threads (SCTP over DTLS in ~1.2 KB UDP packets), not in JS. Per 32 MiB on
+ * loopback, libdatachannel's "RTC worker" threads used 150-180 ms of CPU in
+ * the sender and 110-150 ms in the receiver, libjuice's UDP threads 10-50 ms
+ * each, the JS main threads 10-60 ms: ~12 ns/B for both ends together, so
+ * two cores cap a link near 160 MB/s whatever JS does. Measured with no
+ * gain: larger maxBufferedAmount, a non-zero bufferedAmountLow threshold,
+ * node-datachannel's SCTP buffer / congestion settings, a tensor striped
+ * over 4 data channels, 2-4 connections in parallel; a maxMessageSize over
+ * the 16 KiB the transport writes into its SDP makes the data channel close.
  *
  * Every node can dial through a circuit relay and take WebRTC connections
  * signalled over one (`<relay>/p2p-circuit/webrtc/p2p/<peer>`), so a peer
