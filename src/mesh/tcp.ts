@@ -1,12 +1,13 @@
 /**
  * @libp2p/tcp with one socket write per batch instead of one per buffer.
  *
- * Why. Noise hands the TCP connection a list per send: for every ≤ 64 KiB
- * Noise message a 2-byte length prefix and the ciphertext. @libp2p/tcp 11
- * calls `socket.write()` for each buffer, and on an idle socket each is its
- * own write(2) — a 1 MiB yamux frame became ~32 syscalls, half of them
- * 2-byte TCP segments (TCP_NODELAY is on). The receiver then wakes up for
- * small segments too. Measured on loopback between two processes (256 MiB,
+ * Why. Noise hands the TCP connection a list per send: with standard Noise,
+ * for every ≤ 64 KiB message a 2-byte length prefix and the ciphertext; with
+ * the mesh's AES-GCM Noise, a 4-byte length, the ciphertext as 64 KiB cipher
+ * outputs and the tag (encryption.ts). @libp2p/tcp 11 calls `socket.write()`
+ * for each buffer, and on an idle socket each is its own write(2) — a 1 MiB
+ * yamux frame became ~32 syscalls, half of them 2-byte TCP segments
+ * (TCP_NODELAY is on). The receiver then wakes up for small segments too. Measured on loopback between two processes (256 MiB,
  * AES-GCM Noise): receiver CPU per byte roughly halves and throughput rises
  * by ~1.5× when the list goes out as one writev(2).
  *
