@@ -20,6 +20,7 @@ import type { VerifyReport } from './verify.ts'
 import type { Application, ApplicationInputs } from './applications.ts'
 import type { Checkpoint, JobSpec } from './checkpoint.ts'
 import type { MeshOptions, MeshSession } from './mesh-session.ts'
+import type { PeerInfo } from './coordinator.ts'
 import type { LivenessOptions, PoolChange } from './liveness.ts'
 import type { KnownRegion } from '../src/diffusion/known-region.ts'
 import type { Style } from '../src/model/style.ts'
@@ -83,8 +84,6 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   onWarning?: (message: string) => void
   /** Every change of the job's peers (lost or joined) and the re-plan it caused. */
   onReplan?: (notice: ReplanNotice) => void
-  /** The coordinator and its peers, before any work: a caller may admit peers that join mid-job (Coordinator.admit). */
-  onMesh?: (mesh: MeshSession) => void
 }
 
 export interface ReplanNotice extends PoolChange {
@@ -179,17 +178,17 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
   const saver = options.checkpoint == null ? undefined : await CheckpointWriter.open(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
 
   return withMesh(options, async (mesh) => {
-    options.onMesh?.(mesh)
     const started = performance.now()
-    const base = options.resumeFrom?.record.phase === 'ssr'
-      ? resumedBase(options.resumeFrom, pkg)
+    // The SSR runs on the peers the base phase ended with: those lost are gone, those that joined are in.
+    const { pool, ...base } = options.resumeFrom?.record.phase === 'ssr'
+      ? { ...resumedBase(options.resumeFrom, pkg), pool: mesh.peers }
       : await runBase(mesh, pkg, { model: baseModel, style }, prompts, inputs, options, started, saver)
     if (!runSsr) {
       await saver?.flush()
       return { ...base, video: base.base, seconds: (performance.now() - started) / 1000 }
     }
     const known = inputs.keep ? knownRegion(await loadConditioning(app, options, outSize, options.signal)) : undefined
-    const { video, windows, verification } = await runSsrPhase(mesh, pkg, prompts, base.base, known, options, started, saver)
+    const { video, windows, verification } = await runSsrPhase({ coordinator: mesh.coordinator, peers: pool }, pkg, prompts, base.base, known, options, started, saver)
     await saver?.flush()
     return { ...base, video, ssrWindows: windows, ...(verification != null ? { verification: { ...base.verification, ssr: verification } } : {}), seconds: (performance.now() - started) / 1000 }
   })
@@ -262,7 +261,7 @@ async function encodePrompts (pkg: ModelPackage, prompt: string, negative: strin
 }
 
 /** The base STUNet as a pipeline; each sample's two guidance branches are micro-batches in flight together. */
-async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number, saver?: CheckpointWriter): Promise<Omit<GenerateResult, 'video' | 'seconds'>> {
+async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, prompts: Prompts, inputs: Inputs, options: GenerateOptions, started: number, saver?: CheckpointWriter): Promise<Omit<GenerateResult, 'video' | 'seconds'> & { pool: PeerInfo[] }> {
   const { model } = base
   const dag = await buildDagProbed(model, { dims: { batch: 1 } })
   const shape = [3, pkg.manifest.base.frames, pkg.manifest.base.height, pkg.manifest.base.width]
@@ -326,7 +325,7 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
       }
     }), (from, to) => { options.onWarning?.(rollbackMessage('base', from, to)) })
     const seconds = (performance.now() - phaseStart) / 1000
-    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan: await pipeline.plan(), secondsPerStep: seconds / options.steps, utilisation: await utilisation().catch(() => []), forwardPasses, ...(options.verify ? { verification: { base: pipeline.verification() } } : {}) }
+    return { base: stack(clips, shape), fps: pkg.manifest.fps, plan: await pipeline.plan(), secondsPerStep: seconds / options.steps, utilisation: await utilisation().catch(() => []), forwardPasses, ...(options.verify ? { verification: { base: pipeline.verification() } } : {}), pool: pipeline.pool() }
   } finally {
     await pipeline.close()
   }

@@ -58,7 +58,11 @@ interface Deployment {
   tapped?: Pipeline
   /** Single-stage pipelines that check stage s on peer q, by `${s}/${q}`. */
   checkers: Map<string, Promise<Pipeline>>
-  closed?: boolean
+  /**
+   * Aborted when it is closed: its runs stop waiting at once, on a push to a
+   * stopped peer too (a closed inbox alone does not end that wait).
+   */
+  closed: AbortController
 }
 
 /** The model set up on the pool and the peers that joined, waiting for a step boundary. */
@@ -151,6 +155,11 @@ export class ResilientPipeline implements Rollbackable {
     return this.ledger.report
   }
 
+  /** The peers of the job now: those in use and those that joined (lost and convicted ones left out). */
+  pool (): PeerInfo[] {
+    return [...this.peers, ...this.joining]
+  }
+
   async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     this.inFlight++
     try {
@@ -232,14 +241,15 @@ export class ResilientPipeline implements Rollbackable {
         continue
       }
       let ran = d.pipeline
+      const on = { ...options, signal: AbortSignal.any([d.closed.signal, ...(options.signal != null ? [options.signal] : [])]) }
       try {
         const checked = this.choose == null ? [] : d.graphs.filter(() => this.choose?.() === true).map((g) => g.index)
         let out: Record<string, Tensor> | undefined
         if (checked.length === 0) {
-          out = await d.pipeline.run(inputs, options)
+          out = await d.pipeline.run(inputs, on)
         } else {
           ran = d.tapped ?? d.pipeline
-          out = await this.checkedRun(d, generation, step, inputs, options, checked)
+          out = await this.checkedRun(d, generation, step, inputs, on, checked)
           if (out == null) continue // a liar was dropped and the stages re-planned: run it again
         }
         if (this.choose != null) {
@@ -330,7 +340,7 @@ export class ResilientPipeline implements Rollbackable {
   }
 
   private async checker (d: Deployment, g: StageGraph, q: PeerInfo): Promise<Pipeline> {
-    if (d.closed === true) throw new LumiereError('ABORTED', 'the pipeline was re-planned')
+    if (d.closed.signal.aborted) throw new LumiereError('ABORTED', 'the pipeline was re-planned')
     const key = `${g.index}/${q.id}`
     let p = d.checkers.get(key)
     if (p == null) {
@@ -349,7 +359,7 @@ export class ResilientPipeline implements Rollbackable {
     this.jobIds.add(pipeline.jobId)
     const inputs = graphInputs(this.model).map((i) => i.name)
     const outputs = graphOutputs(this.model)
-    const d: Deployment = { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map() }
+    const d: Deployment = { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map(), closed: new AbortController() }
     if (this.choose == null) return d
     try {
       // The same stage graphs (same hashes: the peers load nothing new), every output tapped.
@@ -527,7 +537,7 @@ export class ResilientPipeline implements Rollbackable {
   }
 
   private async closeDeployment (d: Deployment): Promise<void> {
-    d.closed = true
+    d.closed.abort()
     const checkers = [...d.checkers.values()]
     d.checkers.clear()
     const pipelines = [d.pipeline, ...(d.tapped != null ? [d.tapped] : [])]

@@ -173,7 +173,12 @@ export class Scatter implements Rollbackable {
   static async open (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], options: ScatterOptions = {}): Promise<Scatter> {
     const speeds = peers.map((p) => p.capabilities.speed).sort((a, b) => a - b)
     const median = speeds[speeds.length >> 1] || 1
-    const workers = await Promise.all(peers.map(async (peer) => openWorker(coordinator, model, dag, peer, median, options)))
+    const opened = await Promise.allSettled(peers.map(async (peer) => openWorker(coordinator, model, dag, peer, median, options)))
+    const workers = opened.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+    const failed = opened.flatMap((r, i) => r.status === 'rejected' ? [{ peer: peers[i].id, error: toLumiereError(r.reason, 'PEER_ERROR') }] : [])
+    if (workers.length === 0) throw failed[0]?.error ?? new LumiereError('BAD_ARGUMENT', 'no peers to scatter tasks over')
+    // A peer that cannot take the graph (gone since, out of memory) is left out; the others do its share.
+    for (const f of failed) options.onReplan?.({ lost: [f.peer], joined: [], why: lossReason(f.error), peers: workers.length })
     return new Scatter(coordinator, workers, model, dag, median, options)
   }
 

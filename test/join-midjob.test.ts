@@ -30,20 +30,21 @@ t.teardown(async () => { await joiner.stop(); await mesh.stop(); await rm(dir, {
 
 t.test('base pipeline: a peer admitted after step 2 holds a stage from a later step; the video equals the undisturbed run', async (t) => {
   const reference = await generate({ ...job, local: 1 })
-  let coordinator: Coordinator | undefined
+  // The job's coordinator, ours, so that the test can admit the peer into the running job.
+  const coordinator = await Coordinator.start()
+  t.teardown(async () => { await coordinator.stop() })
   let admitted: Promise<PeerInfo> | undefined
   let admittedAfter = -1
   const notices: ReplanNotice[] = []
   const result = await generate({
     ...job,
     peers: mesh.peers.map((p) => p.addrs[0]),
-    onMesh: (m) => { coordinator = m.coordinator },
+    coordinator,
     onReplan: (n) => { notices.push(n) },
     onStep: ({ step }) => {
-      if (step !== 2 || coordinator == null || admitted != null) return
-      const c = coordinator
+      if (step !== 2 || admitted != null) return
       admittedAfter = step
-      admitted = c.connect([joiner.addrs[0]]).then(([info]) => { c.admit(info); return info })
+      admitted = coordinator.connect([joiner.addrs[0]]).then(([info]) => { coordinator.admit(info); return info })
     }
   })
   t.equal((await admitted)?.id, joinerId, 'admitted')
