@@ -53,12 +53,15 @@ export class Executor {
   /**
    * Runs a loaded graph. With `transfer`, feeds that own their whole buffer
    * move to the worker instead of being copied, and are unusable here after.
+   * With a throttle, the run is slowed to throttle× its time; `paced: false`
+   * only reports that time (the speed figure, so a heavily throttled peer
+   * still starts at once).
    */
-  async run (key: string, feeds: Record<string, Tensor>, outputs: string[], options: { signal?: AbortSignal, transfer?: boolean } = {}): Promise<RunResult> {
-    const { signal, transfer = false } = options
+  async run (key: string, feeds: Record<string, Tensor>, outputs: string[], options: { signal?: AbortSignal, transfer?: boolean, paced?: boolean } = {}): Promise<RunResult> {
+    const { signal, transfer = false, paced = true } = options
     const reply = await this.call({ op: 'run', key, feeds, outputs }, transfer ? ownedBuffers(feeds) : [])
     const ms = reply.ms ?? 0
-    if (this.options.throttle > 1) {
+    if (paced && this.options.throttle > 1) {
       await wait(ms * (this.options.throttle - 1), undefined, { signal }).catch(() => { throw new LumiereError('ABORTED', 'run aborted') })
     }
     return { outputs: reply.outputs ?? {}, ms: ms * this.options.throttle }
