@@ -87,7 +87,7 @@ export function planCommand (): Command {
     .addOption(new Option('--peers <addr,...>', 'plan for these running peers (their free memory and measured speed); default: K equal peers of 1 TFLOP/s').argParser(list))
     .option('--peers-spec <spec>', 'plan for hypothetical peers: COUNTxFLOPS[@BITS[/LATENCY]][:MEMORY], comma-separated groups, e.g. 8x300T@1G or 32x80T@100M/2ms:80GiB (FLOP/s; link in bit/s)')
     .addOption(new Option('--placement <p>', 'which plan is chosen (both are shown)').choices(['auto', 'contiguous', 'folded']).default('auto'))
-    .option('--balance <x>', 'relative slack on the best bottleneck within which fewer wire bytes win', nonNegativeNumber('--balance'), DEFAULT_BALANCE)
+    .option('--balance <x>', 'relative slack on the best bottleneck of either placement within which fewer wire bytes win; the contiguous and the folded plan are both held to it', nonNegativeNumber('--balance'), DEFAULT_BALANCE)
     .option('--simulate', 'predict seconds per denoising step for both plans (coordinator/simulate.ts)')
     .option('--micro-batches <m>', 'forward passes per denoising step in the wire and simulation figures', positiveInt('--micro-batches'), 2)
     .option('--dim <name=N>', 'value of a symbolic input dimension, repeatable (unbound ones are 1, e.g. --dim batch=2)', collect)
