@@ -8,7 +8,7 @@ import { DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_TENSOR_BYTES, handleRpc, rpcCa
 import { checkTrust } from '../src/mesh/access.ts'
 import { startJoining } from '../src/mesh/join.ts'
 import { announceOnLan } from '../src/mesh/mdns.ts'
-import { RELAY_LISTEN } from '../src/mesh/relay.ts'
+import { RELAY_LISTEN, dialRelayedWebrtc, isRelayedWebrtc } from '../src/mesh/relay.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { MemoryBudget, inspectStage } from './limits.ts'
 import type { StageCost } from './limits.ts'
@@ -202,6 +202,8 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
       }
       const target = 'coordinator' in dest ? peerIdFromString(job.coordinator) : dest.addrs.map((a) => multiaddr(a))
       const stage = 'coordinator' in dest ? -1 : dest.stage
+      // A peer behind NAT: open its WebRTC connection first (relay.ts says why with a retry); the push then uses it.
+      if (Array.isArray(target) && target.some((a) => isRelayedWebrtc(a.toString()))) await dialRelayedWebrtc(node, target)
       await egress?.hold(Object.values(tensors).reduce((n, t) => n + t.data.byteLength, 0))
       await rpcCall(node, target, 'run.push', { jobId: job.id, runId, stage }, { tensors, timeoutMs: DELIVER_TIMEOUT_MS })
     },
