@@ -62,21 +62,24 @@ export async function awaitReservation (node: MeshNode, relay: PeerId, options: 
 }
 
 /**
- * Opens (or finds) a connection to a peer at its relayed WebRTC addresses,
- * trying twice. Now and then (about 1 dial in 25 on loopback, right after
- * another WebRTC connection there closed) the peer connection closes while
- * ICE runs; libp2p's WebRTC dial swallows that and waits out its 6 s address
- * timeout. The second attempt has gone through every time.
+ * Opens (or finds) a direct WebRTC connection to a peer at its relayed
+ * addresses, trying up to three times. Now and then (about 1 dial in 25 on
+ * loopback, right after another WebRTC connection there closed) the peer
+ * connection closes while ICE runs; libp2p's WebRTC dial swallows that and
+ * waits out its 6 s address timeout, or hands back a connection that is
+ * already closing. A later attempt has gone through every time.
  */
 export async function dialRelayedWebrtc (node: MeshNode, addrs: Multiaddr[], signal?: AbortSignal): Promise<void> {
-  try {
-    await node.dial(addrs, { signal })
-  } catch {
-    signal?.throwIfAborted()
+  let last: unknown
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      await node.dial(addrs, { signal })
+      const conn = await node.dial(addrs, { signal })
+      if (conn.status === 'open' && conn.limits == null) return
+      last = new Error(`the connection is ${conn.limits != null ? 'the limited relayed one' : conn.status}`)
     } catch (err) {
-      throw new LumiereError('PEER_UNREACHABLE', `cannot open a WebRTC connection through the relay to ${addrs[0]?.toString() ?? '(no address)'}: ${(err as Error).message}`, { cause: err })
+      last = err
     }
+    signal?.throwIfAborted()
   }
+  throw new LumiereError('PEER_UNREACHABLE', `cannot open a WebRTC connection through the relay to ${addrs[0]?.toString() ?? '(no address)'}: ${last instanceof Error ? last.message : String(last)}`, { cause: last })
 }
