@@ -54,8 +54,18 @@ function transferList (outputs: Record<string, Tensor> | undefined): ArrayBuffer
   return [...buffers]
 }
 
+/**
+ * Requests are handled one at a time: concurrent runs would only share the
+ * intra-op threads, and a run's `ms` must be its own compute time, not time
+ * spent queued behind another (the busy figures and the simulator's
+ * calibration are built from it).
+ */
+let queue: Promise<unknown> = Promise.resolve()
+
 port.on('message', (req: WorkerRequest) => {
-  handle(req).then(
+  const done = queue.then(async () => handle(req))
+  queue = done.catch(() => {})
+  done.then(
     (reply) => { port.postMessage(reply, reply.ok ? transferList(reply.outputs) : []) },
     (err: unknown) => {
       const e = toLumiereError(err, 'STAGE_FAILED')
