@@ -16,15 +16,9 @@ import { Scatter } from '../coordinator/scatter.ts'
 import { upscaleClips } from '../coordinator/upscale.ts'
 import { VERIFY_TOLERANCE, withRollback } from '../coordinator/verify.ts'
 import { FAULTY_NOISE } from '../peer/jobs.ts'
-import { gaussian } from '../src/diffusion/rng.ts'
-import { buildSsr } from '../src/model/ssr.ts'
-import { getSsrPreset } from '../src/model/ssr-presets.ts'
-import { buildDag } from '../src/onnx/graph.ts'
-import { runModel } from '../src/onnx/run.ts'
+import { smallSsr } from './fixtures/small-ssr.ts'
 import type { GenerateOptions, GenerateResult } from '../coordinator/generate.ts'
-import type { RunWindows, UpscaleOptions } from '../coordinator/upscale.ts'
 import type { LiarEvidence } from '../coordinator/verify.ts'
-import type { Tensor } from '../src/tensor/tensor.ts'
 
 const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: 6, guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
 const sameVideo = (a: GenerateResult, b: GenerateResult): boolean => Buffer.from(a.video.data).equals(Buffer.from(b.video.data))
@@ -66,31 +60,8 @@ t.test('base pipeline: --verify 0.25 catches the liar in most runs; caught runs 
 })
 
 t.test('SSR scatter: --verify 1 catches the liar and the fused result equals the honest one', async (t) => {
-  // The tiny SSR at a quarter of its frame size and half its window: fast windows.
-  const config = { ...getSsrPreset('tiny'), height: 64, width: 64, window: 4 }
-  const model = buildSsr(config, { weights: 'seeded', seed: 3, inflationInit: 'random' })
-  const dag = buildDag(model, { dims: { batch: 1 } })
-  const frames = 8
-  const low = { height: config.height / config.scale, width: config.width / config.scale }
-  const text = (seed: number): Tensor => ({ dtype: 'F32', shape: [1, config.textLength, config.textDim], data: new Uint8Array(gaussian(seed, 'text', config.textLength * config.textDim).buffer) })
-  const options = (runWindows: RunWindows): UpscaleOptions => ({
-    lowres: [gaussian(1, 'lowres', 3 * frames * low.height * low.width).map((v) => Math.tanh(v))],
-    frames,
-    height: config.height,
-    width: config.width,
-    scale: config.scale,
-    window: config.window,
-    stride: 2,
-    augLogsnr: 3,
-    cond: text(1),
-    uncond: text(2),
-    guidance: 2,
-    steps: 2,
-    seed: 5,
-    prediction: 'v',
-    runWindows
-  })
-  const [reference] = await upscaleClips(options(async (tasks) => Promise.all(tasks.map(async (task) => runModel(model, task)))))
+  const { model, dag, options, reference: local } = smallSsr(2)
+  const reference = await local()
 
   const coordinator = await Coordinator.start()
   t.teardown(async () => { await coordinator.stop() })
