@@ -38,3 +38,7 @@ try {
     process.exitCode = 70
   }
 }
+// The command is done (its nodes stopped). libp2p's WebRTC stack has now and
+// then left a native handle that keeps the event loop alive after stop; a
+// finished command must not hang on it. Unref'd: a clean exit is not delayed.
+setTimeout(() => { process.exit() }, 3_000).unref()
