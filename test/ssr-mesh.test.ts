@@ -8,40 +8,16 @@ import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import { Scatter } from '../coordinator/scatter.ts'
 import { upscaleClips } from '../coordinator/upscale.ts'
 import { gaussian } from '../src/diffusion/rng.ts'
-import { buildSsr } from '../src/model/ssr.ts'
 import { getSsrPreset } from '../src/model/ssr-presets.ts'
-import { buildDag } from '../src/onnx/graph.ts'
 import { runModel } from '../src/onnx/run.ts'
 import { planWindows } from '../src/ssr/windows.ts'
-import type { RunWindows, UpscaleOptions } from '../coordinator/upscale.ts'
-import type { Tensor } from '../src/tensor/tensor.ts'
+import { smallSsr } from './fixtures/small-ssr.ts'
+import type { RunWindows } from '../coordinator/upscale.ts'
 
-const config = getSsrPreset('tiny')
-const model = buildSsr(config, { weights: 'seeded', seed: 3, inflationInit: 'random' })
-const dag = buildDag(model, { dims: { batch: 1 } })
-const frames = 18 // window 8, stride 4: windows at 0, 4, 8 and the end-aligned tail [10, 18)
-const low = { height: config.height / config.scale, width: config.width / config.scale }
-const text = (seed: number): Tensor => ({ dtype: 'F32', shape: [1, config.textLength, config.textDim], data: new Uint8Array(gaussian(seed, 'text', config.textLength * config.textDim).buffer) })
-
-function options (runWindows: RunWindows): UpscaleOptions {
-  return {
-    lowres: [gaussian(1, 'lowres', 3 * frames * low.height * low.width).map((v) => Math.tanh(v))],
-    frames,
-    height: config.height,
-    width: config.width,
-    scale: config.scale,
-    window: config.window,
-    stride: 4,
-    augLogsnr: 3,
-    cond: text(1),
-    uncond: text(2),
-    guidance: 2,
-    steps: 1,
-    seed: 5,
-    prediction: 'v',
-    runWindows
-  }
-}
+const tiny = getSsrPreset('tiny')
+// Window 8, stride 4 over 18 frames: windows at 0, 4, 8 and the end-aligned tail [10, 18).
+const frames = 18
+const { config, model, dag, options, text } = smallSsr(1, { height: tiny.height, width: tiny.width, window: tiny.window, frames, stride: 4 })
 
 const local: RunWindows = async (tasks) => {
   const out = []
