@@ -111,16 +111,8 @@ export interface JobView {
   params: JobParams
   plan?: PlanSummary
   timeline?: Timeline
-  result?: {
-    urls: string[]
-    fps: number
-    frames: number
-    width: number
-    height: number
-    seconds: number
-    secondsPerStep: number
-    utilisation: number[]
-  }
+  /** The JobResult as served: URLs instead of file paths; the plan is `plan` above. */
+  result?: Omit<JobResult, 'files' | 'plan'> & { urls: string[] }
 }
 
 export interface JobQueueOptions {
