@@ -24,7 +24,8 @@ const log = (line: string): void => { if (values.json !== true) console.log(line
 const rows: Array<Record<string, number>> = []
 for (const samples of [1, 4]) {
   for (const k of [1, 2]) {
-    const r = await generate({ prompt: 'a lighthouse in a storm', model: values.model ?? 'small', steps, guidance: 3, seed: 1, samples, local: k })
+    // --stages K: the pipeline's schedule is the figure (left free, K = 2 would copy the model; replication.ts).
+    const r = await generate({ prompt: 'a lighthouse in a storm', model: values.model ?? 'small', steps, guidance: 3, seed: 1, samples, local: k, stages: k })
     const m = 2 * samples
     const efficiency = r.utilisation.reduce((a, b) => a + b, 0) / r.utilisation.length
     const ideal = m / (m + k - 1)

@@ -16,11 +16,15 @@
  * 'basic' optimisation) with intra-op threads = the machine's cores, the same
  * thread budget the K local peers share (cores / K each). Its clip is
  * compared with the mesh's (max |Δ|) as a check that both did the same work.
+ * The mesh run plans as the CLI does: with one guided sample (M = 2 passes
+ * per step) on two equal peers the planner copies the model onto both
+ * (coordinator/replication.ts), and `placement` says what it chose.
  *
  * pipeline_efficiency = the stages' mean busy fraction (peer-reported
  * compute time / wall time of the base phase, coordinator/pipeline.ts
- * stats(), as bench/generate.ts) at K = 2 peers and M = 8 micro-batches per
- * step (4 samples × 2 guidance branches), divided by the ideal M/(M+K−1).
+ * stats(), as bench/generate.ts) of a pipeline of K = 2 stages (--stages 2)
+ * and M = 8 micro-batches per step (4 samples × 2 guidance branches),
+ * divided by the ideal M/(M+K−1).
  *
  * Runs alternate (one-process, mesh, one-process, mesh, …) so that load from
  * other work on the machine hits both alike; figures are medians.
@@ -107,12 +111,12 @@ export async function oneProcessGenerate (o: { model: string, steps: number, sam
 }
 
 /** generate() over K local peer processes, timed from the call (as the CLI's run minus parsing and output). */
-export async function meshGenerate (o: { model: string, steps: number, samples: number, local: number }): Promise<{ seconds: number, clip: Float32Array, utilisation: number[], secondsPerStep: number }> {
+export async function meshGenerate (o: { model: string, steps: number, samples: number, local: number, stages?: number }): Promise<{ seconds: number, clip: Float32Array, utilisation: number[], secondsPerStep: number, placement: string }> {
   const started = performance.now()
-  const r = await generate({ prompt: PROMPT, model: o.model, steps: o.steps, guidance: GUIDANCE, seed: SEED, samples: o.samples, local: o.local, ssr: false })
+  const r = await generate({ prompt: PROMPT, model: o.model, steps: o.steps, guidance: GUIDANCE, seed: SEED, samples: o.samples, local: o.local, stages: o.stages, ssr: false })
   const seconds = (performance.now() - started) / 1000
   const all = new Float32Array(r.base.data.buffer, r.base.data.byteOffset, r.base.data.byteLength / 4)
-  return { seconds, clip: all.subarray(0, all.length / o.samples), utilisation: r.utilisation, secondsPerStep: r.secondsPerStep }
+  return { seconds, clip: all.subarray(0, all.length / o.samples), utilisation: r.utilisation, secondsPerStep: r.secondsPerStep, placement: r.plan.placement ?? 'contiguous' }
 }
 
 export function median (xs: number[]): number {
@@ -132,6 +136,8 @@ export interface MeshOverhead {
   one_process_s: number[]
   /** Largest |mesh clip − one-process clip| (same seed): ~0 when both computed the same thing. */
   max_abs_diff: number
+  /** The plan generate() chose for the mesh runs: 'replicated' (copies of the model) or a pipeline placement. */
+  placement: string
 }
 
 export async function measureMeshOverhead (o: { model?: string, steps?: number, reps?: number, log?: (line: string) => void } = {}): Promise<MeshOverhead> {
@@ -143,6 +149,7 @@ export async function measureMeshOverhead (o: { model?: string, steps?: number, 
   const oneS: number[] = []
   const ratios: number[] = []
   let maxDiff = 0
+  let placement = ''
   for (let i = 0; i < reps; i++) {
     // The order alternates, so that a drift in the machine's load favours neither.
     const runOne = async (): Promise<OneProcessResult> => {
@@ -152,12 +159,13 @@ export async function measureMeshOverhead (o: { model?: string, steps?: number, 
     }
     const runMesh = async (): ReturnType<typeof meshGenerate> => {
       const mesh = await meshGenerate({ model, steps, samples: 1, local: 2 })
-      log(`  mesh (--local 2):                     ${mesh.seconds.toFixed(1)} s  (${mesh.secondsPerStep.toFixed(2)} s/step in the base phase)`)
+      log(`  mesh (--local 2, ${mesh.placement}): ${mesh.seconds.toFixed(1)} s  (${mesh.secondsPerStep.toFixed(2)} s/step in the base phase)`)
       return mesh
     }
     let one: OneProcessResult
     let mesh: Awaited<ReturnType<typeof meshGenerate>>
     if (i % 2 === 0) { one = await runOne(); mesh = await runMesh() } else { mesh = await runMesh(); one = await runOne() }
+    placement = mesh.placement
     oneS.push(one.seconds)
     meshS.push(mesh.seconds)
     ratios.push(mesh.seconds / one.seconds)
@@ -173,7 +181,8 @@ export async function measureMeshOverhead (o: { model?: string, steps?: number, 
     ratios: ratios.map((r) => Number(r.toFixed(3))),
     mesh_s: meshS.map((s) => Number(s.toFixed(2))),
     one_process_s: oneS.map((s) => Number(s.toFixed(2))),
-    max_abs_diff: maxDiff
+    max_abs_diff: maxDiff,
+    placement
   }
 }
 
@@ -192,7 +201,8 @@ export async function measurePipelineEfficiency (o: { model?: string, steps?: nu
   const k = o.k ?? 2
   const samples = o.samples ?? 4
   const m = 2 * samples
-  const r = await meshGenerate({ model: o.model ?? 'small', steps: o.steps ?? 2, samples, local: k })
+  // --stages K: the pipeline itself (left free, the planner would copy the model instead; replication.ts).
+  const r = await meshGenerate({ model: o.model ?? 'small', steps: o.steps ?? 2, samples, local: k, stages: k })
   const efficiency = r.utilisation.reduce((a, b) => a + b, 0) / Math.max(1, r.utilisation.length)
   const ideal = m / (m + k - 1)
   o.log?.(`  K=${k} M=${m}: stage busy ${r.utilisation.map((u) => (u * 100).toFixed(0) + '%').join('/')}, efficiency ${efficiency.toFixed(3)} vs ideal ${ideal.toFixed(3)} (${r.secondsPerStep.toFixed(2)} s/step)`)

@@ -163,7 +163,8 @@ interface Timed { seconds: number, plan: Plan, /** Cores other work on the machi
 async function generation (model: string, addrs: string[], pids: number[], o: { samples: number, guidance: number, steps: number }): Promise<Timed> {
   const before = cpuSeconds(pids)
   const started = performance.now()
-  const r = await generate({ prompt: PROMPT, model, seed: SEED, peers: addrs, ssr: false, ...o })
+  // --stages K: the pipeline the simulator models (left free, the planner may copy the model instead; replication.ts).
+  const r = await generate({ prompt: PROMPT, model, seed: SEED, peers: addrs, stages: addrs.length, ssr: false, ...o })
   const wall = (performance.now() - started) / 1000
   const after = cpuSeconds(pids)
   const foreign = before === null || after === null ? NaN : Math.max(0, (after.machine - before.machine) - (after.ours - before.ours)) / wall

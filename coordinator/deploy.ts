@@ -4,6 +4,8 @@ import { graphInputs, graphOutputs } from './check-inputs.ts'
 import { measureLinks, withLinks } from './links.ts'
 import { partition } from './partition.ts'
 import { Pipeline } from './pipeline.ts'
+import { Replicas } from './replicas.ts'
+import { planForStep } from './replication.ts'
 import { stageHash, styleHash } from '../peer/stage-cache.ts'
 import { checkAlpha, checkStyle, styleSubset } from '../src/model/style.ts'
 import { encodeSafetensors } from '../src/tensor/safetensors.ts'
@@ -22,6 +24,11 @@ export interface Deployment {
   pipeline: Pipeline
   /** The measured links the plan was made with (empty when not measured). */
   links: LinkMatrix
+}
+
+/** A deployment for steps of several passes: a pipeline, or Replicas for a 'replicated' plan. */
+export interface StepDeployment extends Omit<Deployment, 'pipeline'> {
+  pipeline: Pipeline | Replicas
 }
 
 export interface DeployOptions {
@@ -62,9 +69,17 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
     checkAlpha(style.alpha)
     checkStyle(model, style.tensors)
   }
+  // A replicated plan's stages are one graph: cut it once.
+  const cut = new Map<string, { stage: ReturnType<typeof extractStage>, bytes: Uint8Array }>()
   return plan.stages.map((s) => {
-    const stage = extractStage(model, dag, s.nodes)
-    const bytes = encodeModel(stage.model)
+    const key = s.nodes.join(',')
+    let c = cut.get(key)
+    if (c == null) {
+      const stage = extractStage(model, dag, s.nodes)
+      c = { stage, bytes: encodeModel(stage.model) }
+      cut.set(key, c)
+    }
+    const { stage, bytes } = c
     const peer = peers.find((p) => p.id === s.peer)
     const graph: StageGraph = { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs, estimatedBytes: s.paramBytes + s.peakActivationBytes }
     if (style != null) {
@@ -80,11 +95,36 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
 
 /** Measures the links among the peers (unless options say not to), plans the model over them, cuts the stages and sets them up as a pipeline. */
 export async function deploy (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<Deployment> {
+  const { capacities, links } = await measured(coordinator, peers, stages, signal, options)
+  const plan = partition(dag, capacities, { stages, placement: options.placement, balance: options.balance })
+  const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, buildStages(model, dag, plan, peers, options), modelIo(model), { signal, wire })
+  return { plan, pipeline, links }
+}
+
+/**
+ * As deploy, for steps of `microBatches` forward passes in flight together
+ * (samples × guidance branches): the plan is the pipeline of `stages` or
+ * copies of the whole model on several peers (Replicas), whichever the
+ * cost model says finishes a step sooner (replication.ts planForStep).
+ */
+export async function deployForStep (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, microBatches: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<StepDeployment> {
+  const { capacities, links } = await measured(coordinator, peers, stages, signal, options)
+  const plan = planForStep(dag, capacities, { stages, placement: options.placement, balance: options.balance, microBatches })
+  const graphs = buildStages(model, dag, plan, peers, options)
+  const pipeline = plan.placement === 'replicated'
+    ? await Replicas.open(coordinator.node, coordinator.inbox, graphs, plan.stages.map((s) => s.estSeconds), modelIo(model), { signal, wire })
+    : await Pipeline.open(coordinator.node, coordinator.inbox, graphs, modelIo(model), { signal, wire })
+  return { plan, pipeline, links }
+}
+
+/** The peers as the planner sees them, with their links measured unless options say not to (only with K >= 2 stages: one stage sends nothing peer to peer). */
+async function measured (coordinator: Coordinator, peers: PeerInfo[], stages: number, signal: AbortSignal | undefined, options: DeployOptions): Promise<{ capacities: PeerCapacity[], links: LinkMatrix }> {
   const links = stages > 1 && peers.length > 1 && options.measureLinks !== false
     ? await measureLinks(coordinator, peers, { signal, ...(options.probeBytes != null ? { probeBytes: options.probeBytes } : {}) })
     : {}
-  const plan = partition(dag, peers.map((p) => withLinks(peerCapacity(p), links)), { stages, placement: options.placement, balance: options.balance })
-  const graphs = buildStages(model, dag, plan, peers, options)
-  const pipeline = await Pipeline.open(coordinator.node, coordinator.inbox, graphs, { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }, { signal, wire })
-  return { plan, pipeline, links }
+  return { capacities: peers.map((p) => withLinks(peerCapacity(p), links)), links }
+}
+
+function modelIo (model: ModelProto): { inputs: string[], outputs: string[] } {
+  return { inputs: graphInputs(model).map((i) => i.name), outputs: graphOutputs(model) }
 }

@@ -90,7 +90,7 @@ export interface ReplanNotice extends PoolChange {
   phase: 'base' | 'ssr'
   /** The step (0-based) that runs on the new plan: redone in part after a loss, whole after a join. */
   step: number
-  /** One line for people, e.g. "peer X joined; re-planned onto 3 peer(s) in 3 stage(s) from step 4". */
+  /** One line for people, e.g. "peer X joined; re-planned onto 3 peer(s) in 3 stage(s) from step 4" (or "onto 3 peer(s), each with a copy of the model,"). */
   message: string
 }
 
@@ -269,6 +269,8 @@ async function runBase (mesh: MeshSession, pkg: ModelPackage, base: BaseModel, p
   let atStep = resumeState(options.resumeFrom, 'base')?.step ?? 0
   const pipeline = new ResilientPipeline(mesh.coordinator, model, dag, mesh.peers, {
     stages: options.stages,
+    // Every sample's guidance branches are in flight together each step.
+    microBatches: options.samples * (options.guidance === 1 ? 1 : 2),
     signal: options.signal,
     wire: options.wire,
     style: base.style,
@@ -401,7 +403,9 @@ function replanned (options: Pick<GenerateOptions, 'onWarning' | 'onReplan'>, ph
 function describeChange (phase: 'base' | 'ssr', change: PoolChange, step: number): string {
   const at = `step ${step + 1}`
   if (phase === 'base') {
-    const onto = `re-planned onto ${change.peers} peer(s) in ${change.stages ?? 0} stage(s)`
+    const onto = change.copies === true
+      ? `re-planned onto ${change.peers} peer(s), each with a copy of the model,`
+      : `re-planned onto ${change.peers} peer(s) in ${change.stages ?? 0} stage(s)`
     return change.lost.length > 0
       ? `lost peer ${change.lost.join(', ')} (${change.why ?? 'gone'}); ${onto} and redoing the lost work of ${at}`
       : `peer ${change.joined.join(', ')} joined; ${onto} from ${at}`

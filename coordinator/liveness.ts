@@ -29,6 +29,8 @@ export interface PoolChange {
   peers: number
   /** Base pipeline: the stages of the new plan. */
   stages?: number
+  /** Base pipeline: the new plan holds copies of the whole model (coordinator/replication.ts), one per peer. */
+  copies?: boolean
 }
 
 export const DEFAULT_LIVENESS: Required<LivenessOptions> = { intervalMs: 1_000, timeoutMs: 2_500, misses: 3, leaseMs: 60_000 }

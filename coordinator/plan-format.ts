@@ -72,7 +72,8 @@ function table (rows: string[][], right: boolean[]): string[] {
  * between two stages of one peer, not on the wire). Stages are numbered from
  * 1 here. With the Dag, nodes are shown by name; without it, by index. Times
  * are flops / peer speed (seconds when speed is in FLOP/s) plus transfer
- * time over known links; the bottleneck is the busiest peer's sum.
+ * time over known links; the bottleneck is the busiest peer's sum. A
+ * replicated plan's rows are copies of the model, not a route.
  */
 export function formatPlan (plan: Plan, dag?: Dag): string {
   const rows: string[][] = [['stage', 'peer', 'nodes', 'first → last', 'compute', 'params', 'peak act.', 'est. time', 'in', 'out']]
@@ -108,7 +109,11 @@ export function formatPlan (plan: Plan, dag?: Dag): string {
   }
   const bottleneck = planBottleneck(plan)
   lines.push('')
-  lines.push(`route: ${plan.route.map(r => stageLabel(r)).join(' → ')}`)
+  if (plan.placement === 'replicated') {
+    lines.push(`copies: the whole model on each of ${plan.stages.length} peers; a forward pass runs on one of them (replicated)`)
+  } else {
+    lines.push(`route: ${plan.route.map(r => stageLabel(r)).join(' → ')}`)
+  }
   if (new Set(plan.stages.map(s => s.peer)).size < plan.stages.length) {
     lines.push(`peers: ${plan.route.map(r => shorten(plan.stages[r].peer, 12)).join(' → ')} (${plan.placement ?? 'contiguous'})`)
   }

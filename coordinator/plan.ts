@@ -13,6 +13,12 @@ import { LumiereError } from '../src/errors.ts'
  *   and its decoder level share a peer and the skip tensors between them
  *   never cross the wire. The route is still stage order 1 → … → 2K − 1,
  *   which visits peers 1 → 2 → … → K → … → 2 → 1. `peer` repeats.
+ * - 'replicated' (coordinator/replication.ts): data parallelism. Every
+ *   stage is the whole model on its own peer, and a forward pass runs on
+ *   one of them, whichever would finish it first; the stages are copies,
+ *   not a chain. `route` is [0] and `boundaries` and `totals.wireBytes`
+ *   are those of one pass (graph inputs in, outputs out), whichever copy
+ *   runs it; `totals.flops` and `paramBytes` are those of one copy.
  *
  * Wire accounting (exact, per forward pass): a value crosses once per
  * consuming STAGE on a peer other than the producer's (routes.ts sends it to
@@ -124,7 +130,7 @@ export interface Boundary {
 
 export interface Plan {
   /** How stages map to peers (see the header); absent in older plans: 'contiguous'. */
-  placement?: 'contiguous' | 'folded'
+  placement?: 'contiguous' | 'folded' | 'replicated'
   stages: StagePlan[]
   /** Stage order of one forward pass. */
   route: number[]
@@ -137,6 +143,11 @@ export interface Plan {
     /** Bytes on the wire per forward pass: graph inputs in, stage to stage across peers, graph outputs out (local boundaries excluded). */
     wireBytes: number
   }
+}
+
+/** The peers holding stages, in stage order, each once. */
+export function planPeers (plan: Plan): string[] {
+  return [...new Set(plan.stages.map((s) => s.peer))]
 }
 
 /**
@@ -187,7 +198,7 @@ function strings (x: unknown, what: string): string[] {
 export function parsePlan (value: unknown): Plan {
   if (!isObject(value)) fail('not an object')
   const { stages, route, boundaries, totals, placement } = value
-  if (placement !== undefined && placement !== 'contiguous' && placement !== 'folded') fail("placement must be 'contiguous' or 'folded'")
+  if (placement !== undefined && placement !== 'contiguous' && placement !== 'folded' && placement !== 'replicated') fail("placement must be 'contiguous', 'folded' or 'replicated'")
   if (!Array.isArray(stages) || stages.length === 0) fail('stages must be a non-empty array')
   const k = stages.length
   stages.forEach((s: unknown, i: number) => {

@@ -2,9 +2,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { rpcCall } from '../protocol/rpc.ts'
 import { graphInputs, graphOutputs } from './check-inputs.ts'
-import { buildStages, deploy } from './deploy.ts'
+import { buildStages, deployForStep } from './deploy.ts'
 import { DEFAULT_LIVENESS, Heartbeat, lossReason, stuckStage } from './liveness.ts'
 import { Pipeline } from './pipeline.ts'
+import { planPeers } from './plan.ts'
+import { Replicas } from './replicas.ts'
 import { Ledger, Referee, RollbackError, compareOutputs, verifyChooser, verifyTolerance } from './verify.ts'
 import type { Coordinator, PeerInfo } from './coordinator.ts'
 import type { LivenessOptions, PoolChange } from './liveness.ts'
@@ -45,11 +47,18 @@ export interface ResilientOptions {
   verifySeed?: number
   /** Told when a peer is caught returning a wrong result, before it is dropped. */
   onLiar?: (evidence: LiarEvidence) => void
+  /**
+   * Forward passes in flight per step (samples × guidance branches). Given,
+   * with `stages` and `verify` unset, the planner may copy the whole model
+   * onto several peers instead of cutting it (coordinator/replication.ts).
+   */
+  microBatches?: number
 }
 
 interface Deployment {
   plan: Plan
-  pipeline: Pipeline
+  /** Replicas for a 'replicated' plan. */
+  pipeline: Pipeline | Replicas
   /** Verification on: the stage graphs as placed, graph inputs and outputs. */
   graphs: StageGraph[]
   inputs: string[]
@@ -193,7 +202,7 @@ export class ResilientPipeline implements Rollbackable {
     this.settled = p.deployment
     void old.then(async (d) => { await this.closeDeployment(d) }, () => {})
     this.report(p.deployment)
-    this.options.onReplan?.({ lost: [], joined: p.joined, peers: holders(p.deployment.plan), stages: p.deployment.plan.stages.length })
+    this.options.onReplan?.({ lost: [], joined: p.joined, ...shape(p.deployment.plan) })
   }
 
   /** Compute time per stage so far (checked passes, which run on the tapped copy, included; the checks themselves not). */
@@ -355,8 +364,10 @@ export class ResilientPipeline implements Rollbackable {
   private async deployOnto (peers: PeerInfo[], abort: AbortController): Promise<Deployment> {
     const signal = this.options.signal == null ? abort.signal : AbortSignal.any([this.options.signal, abort.signal])
     const stages = Math.min(this.options.stages ?? peers.length, peers.length)
-    const { plan, pipeline } = await deploy(this.coordinator, this.model, this.dag, peers, stages, signal, this.options.wire, { style: this.options.style })
-    this.jobIds.add(pipeline.jobId)
+    // Copies of the model are an option only when the stage count is free and no stage is checked (verification taps a chain of stages).
+    const microBatches = this.options.stages == null && this.choose == null ? this.options.microBatches ?? 1 : 1
+    const { plan, pipeline } = await deployForStep(this.coordinator, this.model, this.dag, peers, stages, microBatches, signal, this.options.wire, { style: this.options.style })
+    for (const id of jobIdsOf(pipeline)) this.jobIds.add(id)
     const inputs = graphInputs(this.model).map((i) => i.name)
     const outputs = graphOutputs(this.model)
     const d: Deployment = { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map(), closed: new AbortController() }
@@ -421,7 +432,7 @@ export class ResilientPipeline implements Rollbackable {
     this.unreported.lost.push(...gone)
     this.unreported.why.push(why)
     const d = this.settled
-    if (d != null && !d.plan.stages.some((s) => gone.includes(s.peer))) {
+    if (d != null && !planPeers(d.plan).some((p) => gone.includes(p))) {
       // It held no stage: the plan stands.
       this.report(d)
       return
@@ -439,7 +450,7 @@ export class ResilientPipeline implements Rollbackable {
     if (this.unreported.lost.length === 0) return
     const { lost, why } = this.unreported
     this.unreported = { lost: [], why: [] }
-    this.options.onReplan?.({ lost, joined: [], why: [...new Set(why)].join('; '), peers: holders(d.plan), stages: d.plan.stages.length })
+    this.options.onReplan?.({ lost, joined: [], why: [...new Set(why)].join('; '), ...shape(d.plan) })
   }
 
   /** A peer joined (Coordinator.admit): sets the model up on the pool with it, for the next step boundary. */
@@ -486,7 +497,7 @@ export class ResilientPipeline implements Rollbackable {
    * that do not answer; if all do and a pass passed its deadline, drops the
    * peer it is stuck at (`late`: the pipeline it ran on). Once per generation.
    */
-  private async replan (generation: number, cause: LumiereError, late?: { pipeline: Pipeline, plan: Plan }): Promise<void> {
+  private async replan (generation: number, cause: LumiereError, late?: { pipeline: Pipeline | Replicas, plan: Plan }): Promise<void> {
     await this.serial(async () => {
       if (generation !== this.generation) return
       const alive = await Promise.all(this.peers.map(async (p) => this.ping(p)))
@@ -509,14 +520,16 @@ export class ResilientPipeline implements Rollbackable {
     })
   }
 
-  /** The peer a pass that passed its deadline is stuck at: one that does not answer job.stats, else the holder of liveness.ts stuckStage. */
-  private async blame (late: { pipeline: Pipeline, plan: Plan }): Promise<string | undefined> {
+  /** The peer a pass that passed its deadline is stuck at: one that does not answer job.stats, else the holder of liveness.ts stuckStage; on copies, the one with the oldest pass in flight. */
+  private async blame (late: { pipeline: Pipeline | Replicas, plan: Plan }): Promise<string | undefined> {
+    const { pipeline } = late
+    if (pipeline instanceof Replicas) return pipeline.oldestBusy()
     const runs = new Map<number, number>()
     const silent: string[] = []
     const timeoutMs = this.options.liveness?.timeoutMs ?? DEFAULT_LIVENESS.timeoutMs
-    await Promise.all([...new Set(late.plan.stages.map((s) => s.peer))].map(async (peer) => {
+    await Promise.all(planPeers(late.plan).map(async (peer) => {
       try {
-        const { body } = await rpcCall(this.coordinator.node, peerIdFromString(peer), 'job.stats', { jobId: late.pipeline.jobId }, { timeoutMs, signal: this.options.signal })
+        const { body } = await rpcCall(this.coordinator.node, peerIdFromString(peer), 'job.stats', { jobId: pipeline.jobId }, { timeoutMs, signal: this.options.signal })
         for (const s of body.stages) runs.set(s.index, s.runs)
       } catch {
         silent.push(peer)
@@ -541,7 +554,7 @@ export class ResilientPipeline implements Rollbackable {
     const checkers = [...d.checkers.values()]
     d.checkers.clear()
     const pipelines = [d.pipeline, ...(d.tapped != null ? [d.tapped] : [])]
-    for (const p of pipelines) this.jobIds.delete(p.jobId)
+    for (const p of pipelines) for (const id of jobIdsOf(p)) this.jobIds.delete(id)
     await Promise.allSettled([
       ...pipelines.map(async (p) => p.close()),
       ...checkers.map(async (c) => {
@@ -553,7 +566,11 @@ export class ResilientPipeline implements Rollbackable {
   }
 }
 
-/** Peers holding stages in a plan. */
-function holders (plan: Plan): number {
-  return new Set(plan.stages.map((s) => s.peer)).size
+/** What a re-plan notice says of the new plan: peers holding stages, the stages, whether they are copies. */
+function shape (plan: Plan): Pick<PoolChange, 'peers' | 'stages' | 'copies'> {
+  return { peers: planPeers(plan).length, stages: plan.stages.length, ...(plan.placement === 'replicated' ? { copies: true } : {}) }
+}
+
+function jobIdsOf (p: Pipeline | Replicas): string[] {
+  return p instanceof Replicas ? p.jobIds : [p.jobId]
 }

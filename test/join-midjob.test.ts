@@ -17,7 +17,8 @@ import type { GenerateOptions, ReplanNotice } from '../coordinator/generate.ts'
 import type { PeerInfo } from '../coordinator/coordinator.ts'
 import type { PoolChange } from '../coordinator/liveness.ts'
 
-const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: 12, guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
+// Two samples: 4 passes per step, which the planner spreads over copies of the model (coordinator/replication.ts), on the joiner too once it is in.
+const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: 12, guidance: 2, seed: 11, samples: 2, ssr: false, timeoutMs: 60_000 }
 
 // Two peers run the job from the start (slowed 2×, so that the job outlasts the join).
 const mesh = await startLocalMesh(2, { extraArgs: () => ['--throttle', '2'] })
@@ -28,7 +29,7 @@ const joiner = await spawnPeer(['--listen', loopbackListen('tcp'), '--addr-file'
 const joinerId = joiner.addrs[0].split('/p2p/')[1]
 t.teardown(async () => { await joiner.stop(); await mesh.stop(); await rm(dir, { recursive: true, force: true }) })
 
-t.test('base pipeline: a peer admitted after step 2 holds a stage from a later step; the video equals the undisturbed run', async (t) => {
+t.test('base model: a peer admitted after step 2 holds part of the plan from a later step; the video equals the undisturbed run', async (t) => {
   const reference = await generate({ ...job, local: 1 })
   // The job's coordinator, ours, so that the test can admit the peer into the running job.
   const coordinator = await Coordinator.start()
@@ -52,10 +53,12 @@ t.test('base pipeline: a peer admitted after step 2 holds a stage from a later s
   const [n] = notices
   t.same(n?.joined, [joinerId], 'for the joined peer')
   t.ok(n != null && n.step > admittedAfter && n.step < job.steps, `used from step ${(n?.step ?? 0) + 1} of ${job.steps}, after the ${admittedAfter} done when it was admitted`)
-  t.match(n?.message, new RegExp(`^peer ${joinerId} joined; re-planned onto 3 peer\\(s\\) in 3 stage\\(s\\) from step ${(n?.step ?? 0) + 1}$`), 'the line the CLI prints')
-  t.equal(result.plan.stages.length, 3, 'the stage count grew with the pool (no --stages given)')
-  t.ok(result.plan.stages.some((s) => s.peer === joinerId), 'the joined peer holds a stage')
-  t.equal(result.utilisation.length, 3, 'three stages reported')
+  const held = new Set(result.plan.stages.map((s) => s.peer)).size
+  const onto = result.plan.placement === 'replicated' ? `${held} peer\\(s\\), each with a copy of the model,` : `${held} peer\\(s\\) in ${result.plan.stages.length} stage\\(s\\)`
+  t.match(n?.message, new RegExp(`^peer ${joinerId} joined; re-planned onto ${onto} from step ${(n?.step ?? 0) + 1}$`), 'the line the CLI prints')
+  // The planner prices the pool with the joiner (2× faster than the throttled two) and may leave a slow peer out.
+  t.ok(result.plan.stages.some((s) => s.peer === joinerId), `the joined peer holds a stage or copy (${result.plan.placement ?? 'contiguous'}, ${result.plan.stages.length} on ${held} peers)`)
+  t.equal(result.utilisation.length, result.plan.stages.length, 'a busy figure per stage or copy')
   t.ok(result.utilisation.every((u) => u > 0), `every stage computed since the re-plan, the joined peer's too (${result.utilisation.map((u) => u.toFixed(2)).join('/')})`)
   t.ok(Buffer.from(result.video.data).equals(Buffer.from(reference.video.data)), 'the video equals the undisturbed run bit for bit')
 })

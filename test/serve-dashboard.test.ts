@@ -57,7 +57,7 @@ t.test('dashboard in headless Chromium', { skip: missing, timeout: 180_000 }, as
   t.equal(await page.locator('#timeline svg .lane').count(), 2, 'the timeline has a lane per stage')
   t.ok(await page.locator('#timeline svg .lane rect').count() >= 16, 'the timeline has a cell per step')
   const held = await page.$$eval('#peers-table tbody tr[data-peer]', (rows) => rows.map((r) => r.textContent ?? ''))
-  t.ok(held.every((text) => /stage \d/.test(text)), 'each peer lists the stage it holds')
+  t.ok(held.every((text) => /(stage|copy) \d/.test(text)), 'each peer lists the stage (or copy of the model) it holds')
 
   // The video plays: decoded (readyState ≥ 2, no error) and its clock advances.
   const video = page.locator('#result-video')

@@ -222,7 +222,7 @@ function renderPeers () {
       h('td', { class: 'num' }, bytes(p.memoryBytes)),
       h('td', { class: 'num' }, p.cpus ?? '–'),
       h('td', { class: 'num' }, speed(p.speed)),
-      h('td', {}, stages.length === 0 ? h('span', { class: 'muted' }, '–') : stages.map((s) => h('span', { class: 'chip' }, `stage ${s + 1}`))),
+      h('td', {}, stages.length === 0 ? h('span', { class: 'muted' }, '–') : stages.map((s) => h('span', { class: 'chip' }, `${state.plan?.plan.placement === 'replicated' ? 'copy' : 'stage'} ${s + 1}`))),
       h('td', {}, h('span', { class: `health${hl.ok ? '' : ' bad'}`, title: hl.error ?? `last seen ${clock(hl.lastSeen)}` },
         hl.ok ? (hl.rttMs == null ? 'ok' : `${hl.rttMs.toFixed(1)} ms`) : `down (${hl.failures})`)))
   }))

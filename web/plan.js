@@ -2,7 +2,8 @@
 // one column per stage in route order, arrows for the activations between
 // consecutive stages labelled with their bytes per forward pass. A folded
 // plan (peer j holds stage j and its mirror) shows as a V down and back up
-// the peer lanes.
+// the peer lanes. A replicated plan (copies of the whole model, each pass on
+// one of them) shows its copies side by side in one column.
 import { s } from './dom.js'
 import { bytes, flops, peerColor, shortId } from './format.js'
 
@@ -24,7 +25,11 @@ export function renderPlan (plan, peers, fit = 0) {
   const lanePeers = [...new Set(plan.stages.map((st) => st.peer))].sort((a, b) => rank(order, a) - rank(order, b))
   const laneOf = (peer) => 1 + lanePeers.indexOf(peer)
   const colorOf = (peer) => peerColor(rank(order, peer))
-  const cols = plan.route.length + 2
+  const copies = plan.placement === 'replicated'
+  // Columns of stage indices: the route in order, or all copies in one.
+  const columns = copies ? [plan.stages.map((st) => st.index)] : plan.route.map((index) => [index])
+  const shown = columns.flat()
+  const cols = columns.length + 2
   const COL_W = Math.max(MIN_COL_W, Math.min(MAX_COL_W, Math.floor((fit - LABEL_W) / cols)))
   const width = LABEL_W + cols * COL_W
   const height = TOP * 2 + (lanePeers.length + 1) * LANE_H
@@ -47,24 +52,25 @@ export function renderPlan (plan, peers, fit = 0) {
   const center = (col, lane) => ({ x: LABEL_W + col * COL_W + COL_W / 2, y: TOP + lane * LANE_H + LANE_H / 2 })
   const stageByIndex = new Map(plan.stages.map((st) => [st.index, st]))
   const pos = new Map()
-  plan.route.forEach((index, i) => { pos.set(index, center(i + 1, laneOf(stageByIndex.get(index).peer))) })
+  columns.forEach((column, i) => { for (const index of column) pos.set(index, center(i + 1, laneOf(stageByIndex.get(index).peer))) })
   const inPos = center(0, 0)
   const outPos = center(cols - 1, 0)
   const at = (ref) => ref === 'input' ? inPos : ref === 'output' ? outPos : pos.get(ref)
 
   // Arrows first (under the boxes): route hops solid, other boundaries (skips, inputs to later stages) dashed.
-  const hop = new Set()
-  const chain = ['input', ...plan.route, 'output']
-  for (let i = 0; i + 1 < chain.length; i++) hop.add(`${chain[i]}>${chain[i + 1]}`)
+  const chains = copies ? shown.map((index) => ['input', index, 'output']) : [['input', ...plan.route, 'output']]
+  const hop = new Set(chains.flatMap((chain) => chain.slice(1).map((to, i) => `${chain[i]}>${to}`)))
   const byPair = new Map()
-  for (const b of plan.boundaries) {
+  // A copy's boundaries are those of copy 1 (the plan lists one pass).
+  const boundaries = copies ? shown.flatMap((index) => plan.boundaries.map((b) => ({ ...b, from: b.from === 'input' ? 'input' : index, to: b.to === 'output' ? 'output' : index }))) : plan.boundaries
+  for (const b of boundaries) {
     const key = `${b.from}>${b.to}`
     const prev = byPair.get(key) ?? { from: b.from, to: b.to, bytes: 0, values: 0, local: true }
     byPair.set(key, { ...prev, bytes: prev.bytes + b.bytes, values: prev.values + b.values, local: prev.local && b.local })
   }
-  for (let i = 0; i + 1 < chain.length; i++) {
-    const key = `${chain[i]}>${chain[i + 1]}`
-    if (!byPair.has(key)) byPair.set(key, { from: chain[i], to: chain[i + 1], bytes: 0, values: 0, local: false })
+  for (const key of hop) {
+    const [from, to] = key.split('>').map((x) => x === 'input' || x === 'output' ? x : Number(x))
+    if (!byPair.has(key)) byPair.set(key, { from, to, bytes: 0, values: 0, local: false })
   }
   const arrows = s('g', {})
   const labels = s('g', {})
@@ -103,7 +109,7 @@ export function renderPlan (plan, peers, fit = 0) {
   }
 
   // Stage boxes.
-  plan.route.forEach((index) => {
+  shown.forEach((index) => {
     const st = stageByIndex.get(index)
     const p = pos.get(index)
     const color = colorOf(st.peer)
@@ -111,7 +117,7 @@ export function renderPlan (plan, peers, fit = 0) {
       s('title', {}, `stage ${index + 1} on ${st.peer}\n${st.nodes} nodes · ${flops(st.flops)} · ${bytes(st.paramBytes)} parameters · peak activations ${bytes(st.peakActivationBytes)}`),
       s('rect', { x: p.x - BOX_W / 2, y: p.y - BOX_H / 2, width: BOX_W, height: BOX_H, rx: 9, fill: '#fff', stroke: color, 'stroke-width': 2, filter: 'url(#shadow)' }),
       s('rect', { x: p.x - BOX_W / 2, y: p.y - BOX_H / 2, width: 6, height: BOX_H, rx: 3, fill: color }),
-      s('text', { x: p.x - BOX_W / 2 + 16, y: p.y - 9, 'font-size': 13, 'font-weight': 700, fill: '#0f172a' }, `Stage ${index + 1}`),
+      s('text', { x: p.x - BOX_W / 2 + 16, y: p.y - 9, 'font-size': 13, 'font-weight': 700, fill: '#0f172a' }, `${copies ? 'Copy' : 'Stage'} ${index + 1}`),
       s('text', { x: p.x - BOX_W / 2 + 16, y: p.y + 7, 'font-size': 11, fill: '#475569' }, flops(st.flops)),
       s('text', { x: p.x - BOX_W / 2 + 16, y: p.y + 21, 'font-size': 11, fill: '#64748b' }, `${bytes(st.paramBytes)} params`)))
   })
@@ -121,7 +127,8 @@ export function renderPlan (plan, peers, fit = 0) {
 
 export function planSummary (plan) {
   const peers = new Set(plan.stages.map((st) => st.peer)).size
-  return `${plan.placement} placement · ${plan.stages.length} stages on ${peers} peer${peers === 1 ? '' : 's'} · ${flops(plan.totals.flops)} and ${bytes(plan.totals.wireBytes)} on the wire per forward pass`
+  const held = plan.placement === 'replicated' ? `the whole model copied on ${peers} peers, each pass on one` : `${plan.stages.length} stages on ${peers} peer${peers === 1 ? '' : 's'}`
+  return `${plan.placement} placement · ${held} · ${flops(plan.totals.flops)} and ${bytes(plan.totals.wireBytes)} on the wire per forward pass`
 }
 
 function rank (order, id) {

@@ -22,7 +22,8 @@ export function renderTimeline (job, peers, { width = 1200, range = 'all' } = {}
   const tl = job.timeline
   const order = peers.map((p) => p.id)
   const stages = job.plan?.stages ?? (tl.utilisation ?? []).map((_, index) => ({ index, peer: '' }))
-  const lanes = stages.map((st) => ({ label: `Stage ${st.index + 1}`, sub: shortId(st.peer), color: peerColor(Math.max(0, order.indexOf(st.peer))), index: st.index }))
+  const unit = job.plan?.placement === 'replicated' ? 'Copy' : 'Stage'
+  const lanes = stages.map((st) => ({ label: `${unit} ${st.index + 1}`, sub: shortId(st.peer), color: peerColor(Math.max(0, order.indexOf(st.peer))), index: st.index }))
   const hasSsr = tl.ssr.length > 0 && range !== 'base'
   const rows = lanes.length + (hasSsr ? 1 : 0)
   const end = Math.max(1, hasSsr ? tl.ssr.at(-1)?.t1 ?? 0 : 0, tl.base.at(-1)?.t1 ?? 0, tl.deployMs ?? 0)

@@ -6,7 +6,7 @@
 import type { Plan } from '../plan.ts'
 
 export interface PlanSummary {
-  placement: 'contiguous' | 'folded'
+  placement: NonNullable<Plan['placement']>
   stages: Array<{ index: number, peer: string, nodes: number, flops: number, paramBytes: number, peakActivationBytes: number, estSeconds: number }>
   route: number[]
   boundaries: Array<{ from: number | 'input', to: number | 'output', bytes: number, values: number, local: boolean }>

@@ -1,0 +1,84 @@
+import { LumiereError } from '../src/errors.ts'
+import { Pipeline } from './pipeline.ts'
+import type { Inbox } from './inbox.ts'
+import type { PipelineOptions, RunOptions, StageGraph } from './pipeline.ts'
+import type { MeshNode } from '../src/mesh/node.ts'
+import type { Tensor } from '../src/tensor/tensor.ts'
+
+/**
+ * Copies of the whole model on several peers (a 'replicated' plan,
+ * coordinator/replication.ts), run like one pipeline: each forward pass
+ * goes to the copy that would finish it first, counting the passes it
+ * already has in flight and its estimated seconds per pass. Each copy is a
+ * one-stage Pipeline of its own (its own job on its peer).
+ */
+export class Replicas {
+  private readonly copies: Pipeline[]
+  private readonly peers: string[]
+  private readonly seconds: number[]
+  /** Start times of the passes in flight, per copy. */
+  private readonly running: Array<Set<number>>
+
+  private constructor (copies: Pipeline[], peers: string[], seconds: number[]) {
+    this.copies = copies
+    this.peers = peers
+    this.seconds = seconds
+    this.running = copies.map(() => new Set())
+  }
+
+  /** Sets a copy up on the peer of each graph (stage i of a replicated plan), with `seconds[i]` its estimated seconds per pass. */
+  static async open (node: MeshNode, inbox: Inbox, graphs: StageGraph[], seconds: number[], io: { inputs: string[], outputs: string[] }, options: PipelineOptions = {}): Promise<Replicas> {
+    if (graphs.length === 0 || seconds.length !== graphs.length) throw new LumiereError('INTERNAL', 'replicas need one graph and one speed per copy')
+    const opened = await Promise.allSettled(graphs.map(async (g) => Pipeline.open(node, inbox, [{ ...g, index: 0 }], io, options)))
+    const copies = opened.flatMap((o) => o.status === 'fulfilled' ? [o.value] : [])
+    const failed = opened.find((o) => o.status === 'rejected')
+    if (failed != null) {
+      await Promise.allSettled(copies.map(async (c) => c.close()))
+      throw failed.reason
+    }
+    return new Replicas(copies, graphs.map((g) => g.peer), seconds)
+  }
+
+  /** The copies' job ids on their peers. */
+  get jobIds (): string[] {
+    return this.copies.map((c) => c.jobId)
+  }
+
+  /** One forward pass, on the copy that would finish it first. */
+  async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
+    // The rule replication.ts replicaLoads prices, applied to the passes in flight.
+    let best = 0
+    const finish = (i: number): number => (this.running[i].size + 1) * this.seconds[i]
+    for (let i = 1; i < this.copies.length; i++) if (finish(i) < finish(best)) best = i
+    const started = performance.now()
+    // Two passes may start in the same millisecond: keep each key distinct.
+    let key = started
+    while (this.running[best].has(key)) key += 1e-6
+    this.running[best].add(key)
+    try {
+      return await this.copies[best].run(inputs, options)
+    } finally {
+      this.running[best].delete(key)
+    }
+  }
+
+  /** The peer whose oldest pass in flight started first: where a pass that passed its deadline is stuck. */
+  oldestBusy (): string | undefined {
+    let peer: string | undefined
+    let oldest = Infinity
+    for (const [i, starts] of this.running.entries()) {
+      for (const t of starts) if (t < oldest) { oldest = t; peer = this.peers[i] }
+    }
+    return peer
+  }
+
+  /** Compute time of each copy so far, as stage i of the plan. */
+  async stats (options: { signal?: AbortSignal } = {}): Promise<Array<{ index: number, runs: number, busyMs: number }>> {
+    const rows = await Promise.all(this.copies.map(async (c) => c.stats(options)))
+    return rows.map((r, index) => ({ index, runs: r.reduce((n, s) => n + s.runs, 0), busyMs: r.reduce((n, s) => n + s.busyMs, 0) }))
+  }
+
+  async close (): Promise<void> {
+    await Promise.allSettled(this.copies.map(async (c) => c.close()))
+  }
+}
