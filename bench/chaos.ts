@@ -2,7 +2,9 @@
  * Churn: R jobs (tiny, no SSR), each over 3 fresh local peer processes, one
  * of which is killed (`kill`: SIGKILL, its connection drops) or stopped
  * (`stop`: SIGSTOP, its connection stays open and only the heartbeats tell)
- * after a random step, a random delay into the next. Prints the success rate
+ * after a random step, a random delay into the next. The plan is the
+ * planner's own (two copies of the model on the three peers, for one guided
+ * sample) and the peer hit is one that holds a copy. Prints the success rate
  * (the job finished), the bit-exact rate (its video equals the undisturbed
  * reference), and the mean seconds of a disrupted job ÷ an undisturbed job
  * on the same peers just before it (after a 1-step warm-up, so both find the
@@ -45,7 +47,7 @@ const byMode: Record<Disruption, Tally> = { kill: tally(), stop: tally() }
 const reference = Buffer.from((await generate({ ...job, local: 1 })).video.data)
 for (let k = 0; k < runs; k++) {
   const m: Disruption = mode === 'mixed' ? (random() < 0.5 ? 'kill' : 'stop') : mode as Disruption
-  const run = await chaosRun(job, reference, { mode: m, random, maxDelayMs: Number(values['max-delay-ms']), baseline: true })
+  const run = await chaosRun(job, reference, { mode: m, random, maxDelayMs: Number(values['max-delay-ms']), baseline: true, holders: true })
   const t = byMode[m]
   t.runs++
   if (run.error == null) t.finished++

@@ -26,10 +26,12 @@
  * and M = 8 micro-batches per step (4 samples × 2 guidance branches),
  * divided by the ideal M/(M+K−1).
  *
- * Runs alternate (one-process, mesh, one-process, mesh, …) so that load from
- * other work on the machine hits both alike; figures are medians.
+ * Runs alternate (one-process then mesh, mesh then one-process, …) so that
+ * load from other work on the machine hits both alike; figures are medians,
+ * over an even number of rounds by default, because which runs second
+ * matters here (the second of a pair measured up to ~10 % slower).
  *
- *   node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 3] [--pipeline-steps 2] [--json]
+ *   node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 4] [--pipeline-steps 2] [--json]
  */
 import { availableParallelism } from 'node:os'
 import * as ort from 'onnxruntime-node'
@@ -143,7 +145,7 @@ export interface MeshOverhead {
 export async function measureMeshOverhead (o: { model?: string, steps?: number, reps?: number, log?: (line: string) => void } = {}): Promise<MeshOverhead> {
   const model = o.model ?? 'small'
   const steps = o.steps ?? 6
-  const reps = o.reps ?? 3
+  const reps = o.reps ?? 4
   const log = o.log ?? (() => {})
   const meshS: number[] = []
   const oneS: number[] = []
@@ -221,10 +223,10 @@ if (import.meta.main) {
   const values = benchArgs({
     model: { type: 'string', default: 'small' },
     steps: { type: 'string', default: '6' },
-    reps: { type: 'string', default: '3' },
+    reps: { type: 'string', default: '4' },
     'pipeline-steps': { type: 'string', default: '2' },
     json: { type: 'boolean', default: false }
-  }, 'node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 3] [--pipeline-steps 2] [--json]')
+  }, 'node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 4] [--pipeline-steps 2] [--json]')
   const log = (line: string): void => { if (values.json !== true) console.log(line) }
   log(`mesh overhead: generate --model ${values.model} --local 2 --samples 1 --no-ssr, ${values.steps} steps, vs one process`)
   const overhead = await measureMeshOverhead({ model: values.model, steps: Number(values.steps), reps: Number(values.reps), log })

@@ -67,7 +67,7 @@ await section('transport', async () => {
 
 await section('mesh', async () => {
   say('mesh overhead: generate --model small --local 2 --samples 1 --no-ssr vs one process')
-  const m = await measureMeshOverhead({ steps: quick ? 2 : 6, reps: quick ? 1 : 3, log: say })
+  const m = await measureMeshOverhead({ steps: quick ? 2 : 6, reps: quick ? 1 : 4, log: say })
   figures.mesh_overhead = m.mesh_overhead
   details.mesh = m
 })

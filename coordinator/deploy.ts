@@ -108,8 +108,15 @@ export async function deploy (coordinator: Coordinator, model: ModelProto, dag: 
  * cost model says finishes a step sooner (replication.ts planForStep).
  */
 export async function deployForStep (coordinator: Coordinator, model: ModelProto, dag: Dag, peers: PeerInfo[], stages: number, microBatches: number, signal?: AbortSignal, wire?: WireFormat, options: DeployOptions = {}): Promise<StepDeployment> {
-  const { capacities, links } = await measured(coordinator, peers, stages, signal, options)
-  const plan = planForStep(dag, capacities, { stages, placement: options.placement, balance: options.balance, microBatches })
+  const planOptions = { stages, placement: options.placement, balance: options.balance, microBatches }
+  // Links only add to a pipeline's time: when copies or one peer win without them, they win with them, and nothing is probed.
+  let plan = planForStep(dag, peers.map(peerCapacity), planOptions)
+  let links: LinkMatrix = {}
+  if (plan.placement !== 'replicated' && plan.stages.length > 1) {
+    const m = await measured(coordinator, peers, stages, signal, options)
+    links = m.links
+    plan = planForStep(dag, m.capacities, planOptions)
+  }
   const graphs = buildStages(model, dag, plan, peers, options)
   const pipeline = plan.placement === 'replicated'
     ? await Replicas.open(coordinator.node, coordinator.inbox, graphs, plan.stages.map((s) => s.estSeconds), modelIo(model), { signal, wire })

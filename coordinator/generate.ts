@@ -12,7 +12,7 @@ import { TextEncoder } from '../src/text/encode.ts'
 import { view } from '../src/tensor/tensor.ts'
 import { CheckpointWriter, resumeState } from './checkpoint.ts'
 import { ResilientPipeline } from './resilient-pipeline.ts'
-import { withMesh } from './mesh-session.ts'
+import { openMesh, withMesh } from './mesh-session.ts'
 import { Scatter } from './scatter.ts'
 import { upscaleClips } from './upscale.ts'
 import { describeEvidence, withRollback } from './verify.ts'
@@ -169,13 +169,19 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
     // Strength 0 adds no noise, so there is nothing to denoise: the answer is the input, at the output size.
     return identity(await loadInitVideo(options, outSize, options.signal), outSize, options.samples, pkg)
   }
-  const inputs = await loadInputs(app, pkg, options, { frames: b.frames, height: b.height, width: b.width })
-  const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
-
-  // Loaded before the mesh starts, so a bad style file fails at once.
-  const baseModel = loadModel(pkg.path(b.graph))
-  const style = options.style == null ? undefined : { tensors: await loadStyle(options.style, baseModel), alpha: checkAlpha(options.styleAlpha ?? DEFAULT_STYLE_ALPHA) }
-  const saver = options.checkpoint == null ? undefined : await CheckpointWriter.open(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
+  // The peers start (processes, connections) while the inputs are read and the prompts encoded.
+  const opening = openMesh(options)
+  // Its failure is reported when it is awaited (withMesh); until then it must not count as unhandled.
+  opening.catch(() => {})
+  let prepared: Awaited<ReturnType<typeof prepare>>
+  try {
+    prepared = await prepare(app, pkg, options)
+  } catch (err) {
+    // Bad inputs, prompts, style or checkpoint folder: the mesh started for nothing.
+    await opening.then(async (mesh) => { await mesh.close() }, () => {})
+    throw err
+  }
+  const { inputs, prompts, baseModel, style, saver } = prepared
 
   return withMesh(options, async (mesh) => {
     const started = performance.now()
@@ -191,7 +197,18 @@ export async function generate (options: GenerateOptions): Promise<GenerateResul
     const { video, windows, verification } = await runSsrPhase({ coordinator: mesh.coordinator, peers: pool }, pkg, prompts, base.base, known, options, started, saver)
     await saver?.flush()
     return { ...base, video, ssrWindows: windows, ...(verification != null ? { verification: { ...base.verification, ssr: verification } } : {}), seconds: (performance.now() - started) / 1000 }
-  })
+  }, opening)
+}
+
+/** What the base phase needs from the coordinator's side: conditioning inputs, encoded prompts, the graph, the style, the checkpoint writer. */
+async function prepare (app: Application, pkg: ModelPackage, options: GenerateOptions) {
+  const { base: b } = pkg.manifest
+  const inputs = await loadInputs(app, pkg, options, { frames: b.frames, height: b.height, width: b.width })
+  const prompts = await encodePrompts(pkg, options.prompt, options.negative ?? '', options.onWarning)
+  const baseModel = loadModel(pkg.path(b.graph))
+  const style = options.style == null ? undefined : { tensors: await loadStyle(options.style, baseModel), alpha: checkAlpha(options.styleAlpha ?? DEFAULT_STYLE_ALPHA) }
+  const saver = options.checkpoint == null ? undefined : await CheckpointWriter.open(options.checkpoint.dir, options.checkpoint.every, jobSpec(options))
+  return { inputs, prompts, baseModel, style, saver }
 }
 
 /** The options a checkpoint records, so that --resume needs nothing else. */

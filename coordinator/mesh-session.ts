@@ -58,10 +58,12 @@ export const DEFAULT_DISCOVER_TIMEOUT_MS = 60_000
 /**
  * Runs `work` with a coordinator connected to the mesh: K local peer
  * processes started for it (and stopped after), the given running peers,
- * and/or the peers that find it (`discover`).
+ * and/or the peers that find it (`discover`). `opening`: a mesh already
+ * being opened with these options (openMesh), so that its start-up
+ * overlapped the caller's own preparation.
  */
-export async function withMesh<T> (options: MeshOptions, work: (mesh: MeshSession) => Promise<T>): Promise<T> {
-  const mesh = await openMesh(options)
+export async function withMesh<T> (options: MeshOptions, work: (mesh: MeshSession) => Promise<T>, opening?: Promise<OpenMesh>): Promise<T> {
+  const mesh = await (opening ?? openMesh(options))
   try {
     return await work({ coordinator: mesh.coordinator, peers: await meshPeers(mesh, options) })
   } finally {

@@ -115,7 +115,8 @@ t.test('a peer closes the jobs of a coordinator that stopped heartbeating, and o
 })
 
 t.test('base pipeline: SIGSTOP a peer mid-job; heartbeats drop it and the job equals the undisturbed run', async (t) => {
-  const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: 10, guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000, liveness }
+  // --stages 3: the pipeline (left free, the planner would copy the model onto two of the three peers).
+  const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: 10, guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000, liveness, stages: 3 }
   const reference = Buffer.from((await generate({ ...job, local: 1 })).video.data)
   const run = await chaosRun(job, reference, { mode: 'stop' })
   t.ok(run.disrupted, `peer ${run.victim + 1} stopped after step ${run.afterStep} (+${run.delayMs} ms), while the job ran`)

@@ -38,7 +38,9 @@ try {
     process.exitCode = 70
   }
 }
-// The command is done (its nodes stopped). libp2p's WebRTC stack has now and
-// then left a native handle that keeps the event loop alive after stop; a
-// finished command must not hang on it. Unref'd: a clean exit is not delayed.
-setTimeout(() => { process.exit() }, 3_000).unref()
+// The command is done: its nodes are stopped and its files written. libp2p
+// leaves timers behind after stop (its address manager's 1 s debounce, and
+// now and then a WebRTC handle that never closes), and a stopped peer that
+// lingers delays every local mesh's end. So exit once what was printed has
+// been flushed (pino flushes its own stream on exit).
+process.stdout.write('', () => { process.stderr.write('', () => { process.exit() }) })

@@ -1,3 +1,4 @@
+import { pipelineStepSeconds, replicatedPlan, replicatedStepSeconds } from '../replication.ts'
 import { existsSync, statSync } from 'node:fs'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { LumiereError } from '../../src/errors.ts'
@@ -12,7 +13,7 @@ import { peerCapacity } from '../deploy.ts'
 import { formatLinks, measureLinks, withLinks } from '../links.ts'
 import type { LinkMatrix } from '../links.ts'
 import { DEFAULT_BALANCE, partition, partitionAll } from '../partition.ts'
-import { formatComparison, formatPlan, formatTime } from '../plan-format.ts'
+import { formatBytes, formatComparison, formatPlan, formatTime } from '../plan-format.ts'
 import { parsePeersSpec, simulate } from '../simulate.ts'
 import { collect, list, nonNegativeNumber, positiveInt } from './options.ts'
 import type { Placement } from '../partition.ts'
@@ -136,6 +137,9 @@ export function planCommand (): Command {
       const onePeer = opts.simulate === true && stages > 1 ? singlePeerPlan(dag, peers) : null
       const simulations = { contiguous: sim(result.contiguous), folded: sim(result.folded), ...(onePeer !== null ? { onePeer: sim(onePeer) } : {}) }
       const chosenLabel = chosen === result.contiguous ? 'contiguous' : chosen.placement === 'folded' ? 'folded' : 'folded (= contiguous)'
+      // What generate weighs against the pipeline: copies of the whole model, priced by the cost model (replication.ts).
+      const copies = stages > 1 ? replicatedPlan(dag, peers, M) : null
+      const perStep = copies === null ? null : { copies: replicatedStepSeconds(copies.stages.map((s) => s.estSeconds), M), pipeline: pipelineStepSeconds(chosen, M) }
       if (opts.json === true) {
         console.log(JSON.stringify({
           placement: opts.placement,
@@ -145,6 +149,7 @@ export function planCommand (): Command {
           contiguous: result.contiguous,
           folded: result.folded,
           ...(onePeer !== null ? { onePeer } : {}),
+          ...(copies !== null ? { replicated: copies, stepSeconds: perStep } : {}),
           ...(opts.simulate === true ? { simulation: simulations } : {})
         }))
         return
@@ -160,6 +165,9 @@ export function planCommand (): Command {
         console.log(`note: one peer alone is faster (${formatTime(simulations.onePeer.secondsPerStep)} per step): on these links the activations take longer to send than to compute; --stages K plans for fewer peers`)
       }
       console.log(`chosen (--placement ${opts.placement}): ${chosenLabel}`)
+      if (copies !== null && perStep !== null) {
+        console.log(`copies of the whole model on ${copies.stages.length} peers: ${formatTime(perStep.copies)} per step of M = ${M} by the cost model, vs ${formatTime(perStep.pipeline)} for the ${chosenLabel} pipeline, with ${formatBytes(copies.totals.wireBytes * M)} on the wire (generate without --stages runs the fastest of copies, a pipeline and the fastest peer alone)`)
+      }
       for (const [label, plan] of [['contiguous', result.contiguous], ['folded', result.folded]] as const) {
         if (plan === null) continue
         console.log(`\n== ${label} plan ==`)
