@@ -8,11 +8,7 @@ import { buildDagProbed } from '../src/onnx/graph.ts'
 import { runModel } from '../src/onnx/run.ts'
 import { FIXTURES, FIXTURE_DIMS, randomInputs } from './fixtures/graphs.ts'
 import { maxAbs, maxAbsDiff } from './fixtures/stages.ts'
-
-// libp2p's WebRTC stack has now and then kept the event loop alive after every
-// node here stopped (the results were all in); end the file then, as the CLI
-// does (coordinator/cli/main.ts), instead of waiting for tap's timeout.
-t.teardown(() => { setTimeout(() => { process.exit() }, 3_000).unref() })
+import './fixtures/exit-when-done.ts'
 
 for (const transport of ['tcp', 'webrtc'] as const) {
   t.test(`infer over ${transport}`, async (t) => {

@@ -1,4 +1,5 @@
 import t from 'tap'
+import './fixtures/exit-when-done.ts'
 import type { Test } from 'tap'
 import { ENVELOPE_VERSION, PROTOCOL_VERSION, RPC_PROTOCOL } from '../protocol/ids.ts'
 import {

@@ -1,4 +1,5 @@
 import t from 'tap'
+import './fixtures/exit-when-done.ts'
 import { RPC_PROTOCOL } from '../protocol/ids.ts'
 import { handleRpc, rpcCall } from '../protocol/rpc.ts'
 import { StreamReader, packMessage, readPrefixed, sendPrefixed, unpackMessage } from '../protocol/stream-io.ts'

@@ -1,4 +1,5 @@
 import t from 'tap'
+import './fixtures/exit-when-done.ts'
 import { MAX_FRAME_HEADER_BYTES, readTensorFrame, writeTensorFrame } from '../protocol/tensor-frame.ts'
 import { SEND_CHUNK_BYTES, packMessage, sendPrefixed } from '../protocol/stream-io.ts'
 import { DTYPES } from '../src/tensor/tensor.ts'
