@@ -1,4 +1,3 @@
-import { setTimeout as wait } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LumiereError } from '../src/errors.ts'
 import { createMeshNode } from '../src/mesh/node.ts'
@@ -8,9 +7,6 @@ import { Discovery } from './discovery.ts'
 import type { Capabilities } from '../peer/capabilities.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
 import type { AccessConfig } from '../src/mesh/access.ts'
-
-/** How long a stop waits for libp2p to close its connections before aborting them. */
-const STOP_GRACE_MS = 5_000
 
 export interface PeerInfo {
   id: string
@@ -130,17 +126,9 @@ export class Coordinator {
     return () => { this.joinListeners.delete(listener) }
   }
 
-  /**
-   * Stops the node. Bounded: libp2p's stop waits for every connection to
-   * close, and a WebRTC connection's close has now and then never completed
-   * (seen in full test runs); after STOP_GRACE_MS the connections are
-   * aborted instead.
-   */
+  /** Stops discovery and the node (whose stop is bounded: src/mesh/node.ts). */
   async stop (): Promise<void> {
     await this.discovery?.stop()
-    const stopped = Promise.resolve(this.node.stop())
-    if (await Promise.race([stopped.then(() => true), wait(STOP_GRACE_MS).then(() => false)])) return
-    for (const c of this.node.getConnections()) c.abort(new Error('coordinator stopping'))
-    await Promise.race([stopped, wait(STOP_GRACE_MS)])
+    await this.node.stop()
   }
 }

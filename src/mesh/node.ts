@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
@@ -73,7 +74,7 @@ export const YAMUX_MAX_WINDOW_BYTES = 16 * 1024 * 1024
  * behind NAT is reachable by the others of its job; see relay.ts.
  */
 export async function createMeshNode (options: MeshNodeOptions = {}): Promise<MeshNode> {
-  return createLibp2p({
+  const node = await createLibp2p({
     ...(options.privateKey != null ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
     transports: [batchedTcp(), webRTCDirect(), circuitRelayTransport(), webRTC()],
@@ -82,5 +83,29 @@ export async function createMeshNode (options: MeshNodeOptions = {}): Promise<Me
     connectionManager: { maxConnections: 256 },
     ...meshAccessConfig(options.access),
     services: { identify: identify(), ping: ping(), ...(options.relay === true ? { relay: relayServer() } : {}) }
-  }) as Promise<MeshNode>
+  }) as MeshNode
+  boundStop(node)
+  return node
+}
+
+/** How long a stop waits for libp2p to close the connections before aborting them, and then before giving up. */
+const STOP_GRACE_MS = 5_000
+
+/**
+ * Makes the node's stop bounded. libp2p's stop waits for every connection
+ * to close, and a WebRTC connection's close has now and then never
+ * completed (seen in full test runs: coordinators and test nodes stuck in
+ * stop); after STOP_GRACE_MS the connections are aborted, and after as
+ * long again the stop returns, whatever libp2p still holds.
+ */
+function boundStop (node: MeshNode): void {
+  const stop = node.stop.bind(node)
+  // Unref'd: a stop that ends in time leaves no timer keeping the process up.
+  const grace = async (): Promise<false> => wait(STOP_GRACE_MS, false as const, { ref: false })
+  node.stop = async () => {
+    const stopped = Promise.resolve(stop())
+    if (await Promise.race([stopped.then(() => true), grace()])) return
+    for (const c of node.getConnections()) c.abort(new Error('node stopping'))
+    await Promise.race([stopped, grace()])
+  }
 }
