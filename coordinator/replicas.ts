@@ -1,4 +1,4 @@
-import { LumiereError } from '../src/errors.ts'
+import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { Pipeline } from './pipeline.ts'
 import type { Inbox } from './inbox.ts'
 import type { PipelineOptions, RunOptions, StageGraph } from './pipeline.ts'
@@ -16,14 +16,16 @@ export class Replicas {
   private readonly copies: Pipeline[]
   private readonly peers: string[]
   private readonly seconds: number[]
-  /** Start times of the passes in flight, per copy. */
-  private readonly running: Array<Set<number>>
+  /** Passes in flight, per copy. */
+  private readonly running: number[]
+  /** The peer of the last pass that passed its deadline. */
+  private late: string | undefined
 
   private constructor (copies: Pipeline[], peers: string[], seconds: number[]) {
     this.copies = copies
     this.peers = peers
     this.seconds = seconds
-    this.running = copies.map(() => new Set())
+    this.running = copies.map(() => 0)
   }
 
   /** Sets a copy up on the peer of each graph (stage i of a replicated plan), with `seconds[i]` its estimated seconds per pass. */
@@ -48,28 +50,22 @@ export class Replicas {
   async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     // The rule replication.ts replicaLoads prices, applied to the passes in flight.
     let best = 0
-    const finish = (i: number): number => (this.running[i].size + 1) * this.seconds[i]
+    const finish = (i: number): number => (this.running[i] + 1) * this.seconds[i]
     for (let i = 1; i < this.copies.length; i++) if (finish(i) < finish(best)) best = i
-    const started = performance.now()
-    // Two passes may start in the same millisecond: keep each key distinct.
-    let key = started
-    while (this.running[best].has(key)) key += 1e-6
-    this.running[best].add(key)
+    this.running[best]++
     try {
       return await this.copies[best].run(inputs, options)
+    } catch (err) {
+      if (toLumiereError(err).code === 'DEADLINE_EXCEEDED') this.late = this.peers[best]
+      throw err
     } finally {
-      this.running[best].delete(key)
+      this.running[best]--
     }
   }
 
-  /** The peer whose oldest pass in flight started first: where a pass that passed its deadline is stuck. */
-  oldestBusy (): string | undefined {
-    let peer: string | undefined
-    let oldest = Infinity
-    for (const [i, starts] of this.running.entries()) {
-      for (const t of starts) if (t < oldest) { oldest = t; peer = this.peers[i] }
-    }
-    return peer
+  /** The peer of the last pass that passed its deadline: where it is stuck. */
+  latePeer (): string | undefined {
+    return this.late
   }
 
   /** Compute time of each copy so far, as stage i of the plan. */

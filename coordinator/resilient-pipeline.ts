@@ -520,10 +520,10 @@ export class ResilientPipeline implements Rollbackable {
     })
   }
 
-  /** The peer a pass that passed its deadline is stuck at: one that does not answer job.stats, else the holder of liveness.ts stuckStage; on copies, the one with the oldest pass in flight. */
+  /** The peer a pass that passed its deadline is stuck at: one that does not answer job.stats, else the holder of liveness.ts stuckStage; on copies, the one whose pass passed its deadline. */
   private async blame (late: { pipeline: Pipeline | Replicas, plan: Plan }): Promise<string | undefined> {
     const { pipeline } = late
-    if (pipeline instanceof Replicas) return pipeline.oldestBusy()
+    if (pipeline instanceof Replicas) return pipeline.latePeer()
     const runs = new Map<number, number>()
     const silent: string[] = []
     const timeoutMs = this.options.liveness?.timeoutMs ?? DEFAULT_LIVENESS.timeoutMs

@@ -69,6 +69,25 @@ t.test('a peer whose pass passes its deadline is dropped though it answers heart
   t.ok(same(out.v, reference.v), 'bit-identical to one session')
 })
 
+t.test('copies of the model: the copy whose pass passes its deadline is dropped, and the pass is redone on the other', async (t) => {
+  const config = getPreset('tiny')
+  const model = buildStunet(config, { weights: 'seeded', inflationInit: 'random' })
+  const dag = buildDag(model, { dims: { batch: 1 } })
+  const inputs = { x: f32([1, 3, config.frames, config.height, config.width], 'x'), logsnr: f32([1], 'logsnr'), text: f32([1, config.textLength, config.textDim], 'text') }
+  const reference = await runModel(model, inputs)
+  // A fast peer and the slow one, claimed equal: two passes per step go one to each copy.
+  const pair = [peers[1], peers[2]].map((p) => ({ ...p, capabilities: { ...p.capabilities, speed: peers[0].capabilities.speed } }))
+  const changes: PoolChange[] = []
+  const pipeline = new ResilientPipeline(coordinator, model, dag, pair, { liveness, microBatches: 2, onReplan: (c) => { changes.push(c) } })
+  t.teardown(async () => { await pipeline.close() })
+  const plan = await pipeline.plan()
+  t.equal(plan.placement, 'replicated', 'a copy on each peer')
+  const outs = await Promise.all([0, 1].map(async () => pipeline.run(inputs, { timeoutMs: 4_000 })))
+  t.same(changes.map((c) => c.lost), [[peers[2].id]], 'the slow copy, and only it, was dropped')
+  t.match(changes[0]?.why, /deadline/, `for its deadline (${changes[0]?.why})`)
+  t.ok(outs.every((o) => same(o.v, reference.v)), 'both passes bit-identical to one session')
+})
+
 t.test('SSR windows: a stopped peer is found by its heartbeats and its windows go elsewhere', async (t) => {
   const { model, dag, options, reference: local } = smallSsr(3)
   const reference = await local()
