@@ -69,19 +69,20 @@ export function buildStages (model: ModelProto, dag: Dag, plan: Plan, peers: Pee
     checkAlpha(style.alpha)
     checkStyle(model, style.tensors)
   }
-  // A replicated plan's stages are one graph: cut it once.
-  const cut = new Map<string, { stage: ReturnType<typeof extractStage>, bytes: Uint8Array }>()
+  // A replicated plan's stages are one graph: cut and hash it once.
+  const cut = new Map<string, { stage: ReturnType<typeof extractStage>, bytes: Uint8Array, hash: string }>()
   return plan.stages.map((s) => {
     const key = s.nodes.join(',')
     let c = cut.get(key)
     if (c == null) {
       const stage = extractStage(model, dag, s.nodes)
-      c = { stage, bytes: encodeModel(stage.model) }
+      const bytes = encodeModel(stage.model)
+      c = { stage, bytes, hash: stageHash(bytes) }
       cut.set(key, c)
     }
-    const { stage, bytes } = c
+    const { stage, bytes, hash } = c
     const peer = peers.find((p) => p.id === s.peer)
-    const graph: StageGraph = { index: s.index, hash: stageHash(bytes), bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs, estimatedBytes: s.paramBytes + s.peakActivationBytes }
+    const graph: StageGraph = { index: s.index, hash, bytes, peer: s.peer, addrs: peer?.addrs ?? [], inputs: stage.inputs, outputs: stage.outputs, estimatedBytes: s.paramBytes + s.peakActivationBytes }
     if (style != null) {
       const subset = styleSubset(stage.model, style.tensors)
       if (Object.keys(subset).length > 0) {
