@@ -5,7 +5,7 @@
 import { $, fill, h } from './dom.js'
 import { renderPlan, planSummary } from './plan.js'
 import { renderTimeline } from './timeline.js'
-import { PHASES, bytes, clock, peerColor, percent, seconds, shortId, speed } from './format.js'
+import { PHASES, bytes, clock, peerColor, percent, seconds, shortId, speed, stageWord } from './format.js'
 
 const state = {
   peers: [],
@@ -161,7 +161,7 @@ function renderJob () {
     const peer = stages[i]?.peer
     const color = peerColor(Math.max(0, state.peers.findIndex((p) => p.id === peer)))
     return h('div', { class: 'util-row' },
-      h('span', {}, `Stage ${i + 1} `, h('span', { class: 'muted mono' }, shortId(peer ?? ''))),
+      h('span', {}, `${stageWord(job.plan)} ${i + 1} `, h('span', { class: 'muted mono' }, shortId(peer ?? ''))),
       h('div', { class: 'util-bar' }, h('i', { style: { width: percent(u), background: color } })),
       h('span', { class: 'num' }, percent(u)))
   }))
@@ -222,7 +222,7 @@ function renderPeers () {
       h('td', { class: 'num' }, bytes(p.memoryBytes)),
       h('td', { class: 'num' }, p.cpus ?? '–'),
       h('td', { class: 'num' }, speed(p.speed)),
-      h('td', {}, stages.length === 0 ? h('span', { class: 'muted' }, '–') : stages.map((s) => h('span', { class: 'chip' }, `${state.plan?.plan.placement === 'replicated' ? 'copy' : 'stage'} ${s + 1}`))),
+      h('td', {}, stages.length === 0 ? h('span', { class: 'muted' }, '–') : stages.map((s) => h('span', { class: 'chip' }, `${stageWord(state.plan?.plan).toLowerCase()} ${s + 1}`))),
       h('td', {}, h('span', { class: `health${hl.ok ? '' : ' bad'}`, title: hl.error ?? `last seen ${clock(hl.lastSeen)}` },
         hl.ok ? (hl.rttMs == null ? 'ok' : `${hl.rttMs.toFixed(1)} ms`) : `down (${hl.failures})`)))
   }))

@@ -6,6 +6,11 @@ export function peerColor (index) {
   return PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length]
 }
 
+/** What a plan's stages are called: copies of the whole model in a replicated plan, else stages. */
+export function stageWord (plan) {
+  return plan?.placement === 'replicated' ? 'Copy' : 'Stage'
+}
+
 export function shortId (id) {
   if (typeof id !== 'string') return ''
   return id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id

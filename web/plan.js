@@ -5,7 +5,7 @@
 // the peer lanes. A replicated plan (copies of the whole model, each pass on
 // one of them) shows its copies side by side in one column.
 import { s } from './dom.js'
-import { bytes, flops, peerColor, shortId } from './format.js'
+import { bytes, flops, peerColor, shortId, stageWord } from './format.js'
 
 const LABEL_W = 150
 const MIN_COL_W = 168
@@ -117,7 +117,7 @@ export function renderPlan (plan, peers, fit = 0) {
       s('title', {}, `stage ${index + 1} on ${st.peer}\n${st.nodes} nodes · ${flops(st.flops)} · ${bytes(st.paramBytes)} parameters · peak activations ${bytes(st.peakActivationBytes)}`),
       s('rect', { x: p.x - BOX_W / 2, y: p.y - BOX_H / 2, width: BOX_W, height: BOX_H, rx: 9, fill: '#fff', stroke: color, 'stroke-width': 2, filter: 'url(#shadow)' }),
       s('rect', { x: p.x - BOX_W / 2, y: p.y - BOX_H / 2, width: 6, height: BOX_H, rx: 3, fill: color }),
-      s('text', { x: p.x - BOX_W / 2 + 16, y: p.y - 9, 'font-size': 13, 'font-weight': 700, fill: '#0f172a' }, `${copies ? 'Copy' : 'Stage'} ${index + 1}`),
+      s('text', { x: p.x - BOX_W / 2 + 16, y: p.y - 9, 'font-size': 13, 'font-weight': 700, fill: '#0f172a' }, `${stageWord(plan)} ${index + 1}`),
       s('text', { x: p.x - BOX_W / 2 + 16, y: p.y + 7, 'font-size': 11, fill: '#475569' }, flops(st.flops)),
       s('text', { x: p.x - BOX_W / 2 + 16, y: p.y + 21, 'font-size': 11, fill: '#64748b' }, `${bytes(st.paramBytes)} params`)))
   })

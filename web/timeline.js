@@ -4,7 +4,7 @@
 // bubbles and transfer time. Deploy (stages sent to peers) and the SSR phase
 // (windows scattered over all peers) are drawn as their own bands.
 import { s } from './dom.js'
-import { peerColor, percent, shortId } from './format.js'
+import { peerColor, percent, shortId, stageWord } from './format.js'
 
 const LABEL_W = 150
 const UTIL_W = 64
@@ -22,8 +22,7 @@ export function renderTimeline (job, peers, { width = 1200, range = 'all' } = {}
   const tl = job.timeline
   const order = peers.map((p) => p.id)
   const stages = job.plan?.stages ?? (tl.utilisation ?? []).map((_, index) => ({ index, peer: '' }))
-  const unit = job.plan?.placement === 'replicated' ? 'Copy' : 'Stage'
-  const lanes = stages.map((st) => ({ label: `${unit} ${st.index + 1}`, sub: shortId(st.peer), color: peerColor(Math.max(0, order.indexOf(st.peer))), index: st.index }))
+  const lanes = stages.map((st) => ({ label: `${stageWord(job.plan)} ${st.index + 1}`, sub: shortId(st.peer), color: peerColor(Math.max(0, order.indexOf(st.peer))), index: st.index }))
   const hasSsr = tl.ssr.length > 0 && range !== 'base'
   const rows = lanes.length + (hasSsr ? 1 : 0)
   const end = Math.max(1, hasSsr ? tl.ssr.at(-1)?.t1 ?? 0 : 0, tl.base.at(-1)?.t1 ?? 0, tl.deployMs ?? 0)
