@@ -57,7 +57,7 @@ export function generateCommand (): Command {
   samplingOptions(cmd)
     .option('--frames <n>', 'frames to generate (built-in presets only; must be divisible by 2^(levels−1))', positiveInt('--frames'))
     .option('--samples <b>', 'videos to generate at once (each a separate micro-batch)', positiveInt('--samples'), 1)
-    .option('--stages <k>', 'a pipeline of K stages for the base model (default: one stage per peer, or a copy of the whole model on each peer when the planner prices that faster; see README "Copies or a pipeline")', positiveInt('--stages'))
+    .option('--stages <k>', 'a pipeline of K stages for the base model (default: whichever the planner prices fastest of a pipeline of one stage per peer, a copy of the whole model on each peer, or the fastest peer alone; see README "Copies or a pipeline")', positiveInt('--stages'))
     .option('--image <file>', 'image-to-video: the image (PNG, JPEG) becomes frame 0; fitted by scaling to cover the frame, then centre-cropping')
     .option('--video <file>', 'the input video (MP4, GIF, PNG folder, safetensors) for inpainting (--mask) or video-to-video (--strength); fitted to the model\'s frames by even sampling or repeating the last frame')
     .option('--mask <file.png>', 'white = the region to generate (luma ≥ 128), black = keep')
