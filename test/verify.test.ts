@@ -42,7 +42,8 @@ t.test('base pipeline: --verify 1 catches the liar and the video equals the hone
   t.ok(warnings.some((w) => w.includes(`peer ${liar} returned a wrong result`)), `a warning names the liar (${warnings.join('; ')})`)
   t.same(report?.liars.map((e) => e.peer), [liar], 'the liar, and only it, was convicted')
   const evidence = report?.liars[0] as LiarEvidence
-  t.ok(evidence.relative > 50 * VERIFY_TOLERANCE.f32 && evidence.relative <= 1.01 * FAULTY_NOISE, `evidence: relative diff ${evidence.relative.toExponential(2)} ≈ the lie's 1e-2, far above the 1e-4 tolerance`)
+  // The lie is uniform noise in ±1e-2 · max|x| per element, so its largest draw is ~1e-2 on a big output, but can be far less on an output of a few elements (where the plan's cut puts one on the liar's stage).
+  t.ok(evidence.relative > VERIFY_TOLERANCE.f32 && evidence.relative <= 1.01 * FAULTY_NOISE, `evidence: relative diff ${evidence.relative.toExponential(2)}, above the 1e-4 tolerance and at most the lie's 1e-2`)
   t.equal(report?.rollbacks, 0, 'every task checked: nothing unchecked to roll back')
   t.ok(sameVideo(result, reference), 'the video equals the honest reference bit for bit')
 })
