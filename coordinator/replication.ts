@@ -55,19 +55,8 @@ export function replicatedStepSeconds (passSeconds: number[], microBatches: numb
  * 'replicated'). Null when fewer than two copies would be used.
  */
 export function replicatedPlan (dag: Dag, peers: PeerCapacity[], microBatches: number): Plan | null {
-  const fastest = [...peers].sort((a, b) => b.speed - a.speed)
-  const single = wholeOnOne(dag, fastest)
-  if (single == null) return null
-  const whole = single.stages[0]
-  const holders = fastest.filter((p) => whole.paramBytes + whole.peakActivationBytes <= p.memoryBytes)
-  const loads = replicaLoads(holders.map((p) => whole.flops / p.speed), microBatches)
-  const used = holders.filter((_, i) => loads[i] > 0)
-  if (used.length < 2) return null
-  return {
-    ...single,
-    placement: 'replicated',
-    stages: used.map((p, index) => ({ ...whole, index, peer: p.id, estSeconds: whole.flops / p.speed, transferSeconds: 0 }))
-  }
+  const single = singlePeerPlan(dag, peers)
+  return single == null ? null : copiesOf(single, peers, microBatches)
 }
 
 /**
@@ -81,20 +70,34 @@ export function planForStep (dag: Dag, peers: PeerCapacity[], options: Partition
   const pipeline = partition(dag, peers, options)
   const m = options.microBatches
   if (m < 2 || peers.length < 2) return pipeline
-  let best = { plan: pipeline, seconds: pipelineStepSeconds(pipeline, m) }
-  const alone = options.stages > 1 ? wholeOnOne(dag, peers) : null
-  if (alone != null && pipelineStepSeconds(alone, m) < best.seconds) best = { plan: alone, seconds: pipelineStepSeconds(alone, m) }
-  const copies = replicatedPlan(dag, peers, m)
-  if (copies != null && replicatedStepSeconds(copies.stages.map((s) => s.estSeconds), m) <= best.seconds) return copies
-  return best.plan
+  const single = singlePeerPlan(dag, peers)
+  if (single == null) return pipeline
+  const copies = copiesOf(single, peers, m)
+  const best = pipelineStepSeconds(single, m) < pipelineStepSeconds(pipeline, m) ? single : pipeline
+  if (copies != null && replicatedStepSeconds(copies.stages.map((s) => s.estSeconds), m) <= pipelineStepSeconds(best, m)) return copies
+  return best
 }
 
-/** The whole model on the fastest peer that holds it; null when none does. */
-function wholeOnOne (dag: Dag, peers: PeerCapacity[]): Plan | null {
+/** The whole model on the one peer that runs it fastest; null when no single peer's memory holds it. */
+export function singlePeerPlan (dag: Dag, peers: PeerCapacity[]): Plan | null {
   try {
     return partition(dag, peers, { stages: 1 })
   } catch (err) {
     if (err instanceof LumiereError && err.code === 'PLAN_IMPOSSIBLE') return null
     throw err
+  }
+}
+
+/** replicatedPlan from the whole model's one-stage plan. */
+function copiesOf (single: Plan, peers: PeerCapacity[], microBatches: number): Plan | null {
+  const whole = single.stages[0]
+  const holders = [...peers].sort((a, b) => b.speed - a.speed).filter((p) => whole.paramBytes + whole.peakActivationBytes <= p.memoryBytes)
+  const loads = replicaLoads(holders.map((p) => whole.flops / p.speed), microBatches)
+  const used = holders.filter((_, i) => loads[i] > 0)
+  if (used.length < 2) return null
+  return {
+    ...single,
+    placement: 'replicated',
+    stages: used.map((p, index) => ({ ...whole, index, peer: p.id, estSeconds: whole.flops / p.speed, transferSeconds: 0 }))
   }
 }

@@ -1,4 +1,3 @@
-import { pipelineStepSeconds, replicatedPlan, replicatedStepSeconds } from '../replication.ts'
 import { existsSync, statSync } from 'node:fs'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { LumiereError } from '../../src/errors.ts'
@@ -12,9 +11,10 @@ import { Coordinator } from '../coordinator.ts'
 import { peerCapacity } from '../deploy.ts'
 import { formatLinks, measureLinks, withLinks } from '../links.ts'
 import type { LinkMatrix } from '../links.ts'
-import { DEFAULT_BALANCE, partition, partitionAll } from '../partition.ts'
+import { DEFAULT_BALANCE, partitionAll } from '../partition.ts'
 import { formatBytes, formatComparison, formatPlan, formatTime } from '../plan-format.ts'
 import { parsePeersSpec, simulate } from '../simulate.ts'
+import { pipelineStepSeconds, replicatedPlan, replicatedStepSeconds, singlePeerPlan } from '../replication.ts'
 import { collect, list, nonNegativeNumber, positiveInt } from './options.ts'
 import type { Placement } from '../partition.ts'
 import type { LinkSpeed, PeerCapacity, Plan } from '../plan.ts'
@@ -52,16 +52,6 @@ function parseDims (pairs: string[]): Record<string, number> {
     dims[name] = n
   }
   return dims
-}
-
-/** The whole model on the one peer that runs it fastest, or null when no single peer's memory holds it. */
-function singlePeerPlan (dag: Dag, peers: PeerCapacity[]): Plan | null {
-  try {
-    return partition(dag, peers, { stages: 1 })
-  } catch (err) {
-    if (err instanceof LumiereError && err.code === 'PLAN_IMPOSSIBLE') return null
-    throw err
-  }
 }
 
 /**
