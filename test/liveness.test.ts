@@ -25,6 +25,8 @@ import { smallSsr } from './fixtures/small-ssr.ts'
 import type { GenerateOptions } from '../coordinator/generate.ts'
 import type { PoolChange } from '../coordinator/liveness.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import type { Dag } from '../src/onnx/dag.ts'
+import type { ModelProto } from '../src/onnx/proto.ts'
 
 /** Short heartbeats, so a stopped peer is found within ~2 s; tolerant enough for a loaded machine. */
 const liveness = { intervalMs: 250, timeoutMs: 1_000, misses: 3 }
@@ -45,12 +47,16 @@ const coordinator = await Coordinator.start()
 t.teardown(async () => { await coordinator.stop(); await mesh.stop() })
 const peers = await coordinator.connect(mesh.peers.map((p) => p.addrs[0]))
 
-t.test('a peer whose pass passes its deadline is dropped though it answers heartbeats; the pass equals one session', async (t) => {
+/** The tiny STUNet, one pass's seeded inputs, and that pass run in one session: the reference. */
+async function tinyPass (): Promise<{ model: ModelProto, dag: Dag, inputs: Record<string, Tensor>, reference: Record<string, Tensor> }> {
   const config = getPreset('tiny')
   const model = buildStunet(config, { weights: 'seeded', inflationInit: 'random' })
-  const dag = buildDag(model, { dims: { batch: 1 } })
   const inputs = { x: f32([1, 3, config.frames, config.height, config.width], 'x'), logsnr: f32([1], 'logsnr'), text: f32([1, config.textLength, config.textDim], 'text') }
-  const reference = await runModel(model, inputs)
+  return { model, dag: buildDag(model, { dims: { batch: 1 } }), inputs, reference: await runModel(model, inputs) }
+}
+
+t.test('a peer whose pass passes its deadline is dropped though it answers heartbeats; the pass equals one session', async (t) => {
+  const { model, dag, inputs, reference } = await tinyPass()
   // Claimed as fast as the others, so the planner gives the slow peer a full stage.
   const equal = peers.map((p) => ({ ...p, capabilities: { ...p.capabilities, speed: peers[0].capabilities.speed } }))
   const changes: PoolChange[] = []
@@ -70,11 +76,7 @@ t.test('a peer whose pass passes its deadline is dropped though it answers heart
 })
 
 t.test('copies of the model: the copy whose pass passes its deadline is dropped, and the pass is redone on the other', async (t) => {
-  const config = getPreset('tiny')
-  const model = buildStunet(config, { weights: 'seeded', inflationInit: 'random' })
-  const dag = buildDag(model, { dims: { batch: 1 } })
-  const inputs = { x: f32([1, 3, config.frames, config.height, config.width], 'x'), logsnr: f32([1], 'logsnr'), text: f32([1, config.textLength, config.textDim], 'text') }
-  const reference = await runModel(model, inputs)
+  const { model, dag, inputs, reference } = await tinyPass()
   // A fast peer and the slow one, claimed equal: two passes per step go one to each copy.
   const pair = [peers[1], peers[2]].map((p) => ({ ...p, capabilities: { ...p.capabilities, speed: peers[0].capabilities.speed } }))
   const changes: PoolChange[] = []
