@@ -18,6 +18,15 @@ export const styleHash = stageHash
 /** Element types a style tensor may have (the float types of blendable weights). */
 const STYLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16'])
 
+async function exists (path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * Stage graphs on disk by content hash, so a graph crosses the wire once per
  * peer however many jobs use it. Writes go to a temp name and are renamed,
@@ -34,8 +43,9 @@ export class StageCache {
     this.dir = dir
   }
 
+  /** Whether a graph is cached, without reading it (a stage graph can be hundreds of MiB). */
   async has (hash: string): Promise<boolean> {
-    return (await this.get(hash)) != null
+    return HASH.test(hash) && await exists(join(this.dir, `${hash}.onnx`))
   }
 
   async get (hash: string): Promise<Uint8Array | undefined> {
@@ -54,13 +64,7 @@ export class StageCache {
   }
 
   async hasStyle (hash: string): Promise<boolean> {
-    if (!HASH.test(hash)) return false
-    try {
-      await access(this.stylePath(hash))
-      return true
-    } catch {
-      return false
-    }
+    return HASH.test(hash) && await exists(this.stylePath(hash))
   }
 
   /** A cached style's tensors (views of the file's bytes), or undefined when not cached. */
