@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { cpus, freemem, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { LumiereError } from '../src/errors.ts'
 import { GraphBuilder } from '../src/onnx/builder.ts'
@@ -20,14 +23,27 @@ function matmulModel (n: number): Uint8Array {
 }
 
 /**
+ * False when onnxruntime-node's native folder is there but holds no shared
+ * provider library: an install without GPU providers (npm's default here,
+ * see .npmrc), where trying CUDA can only fail, and ORT prints that failure
+ * as an error line on every peer start. True when the folder is not where
+ * this expects it, so that CUDA is still tried.
+ */
+function gpuProvidersMayLoad (): boolean {
+  const dir = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch)
+  if (!existsSync(join(dir, 'onnxruntime_binding.node'))) return true
+  return ['libonnxruntime_providers_shared.so', 'onnxruntime_providers_shared.dll'].some((name) => existsSync(join(dir, name)))
+}
+
+/**
  * The execution providers that really load here, in preference order. An
  * explicit request that loads nothing is an error; by default CUDA is tried
- * and CPU is always there.
+ * where its libraries are installed, and CPU is always there.
  */
 export async function detectProviders (requested?: string[]): Promise<string[]> {
   const model = matmulModel(2)
   const working: string[] = []
-  for (const ep of requested ?? ['cuda', 'cpu']) {
+  for (const ep of requested ?? (gpuProvidersMayLoad() ? ['cuda', 'cpu'] : ['cpu'])) {
     if (ep === 'cpu') { working.push(ep); continue }
     try {
       const s = await ort.InferenceSession.create(model, { executionProviders: [ep] })
