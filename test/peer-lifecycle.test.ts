@@ -32,7 +32,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     t.ok(info.capabilities.speed > 0, `measured speed ${info.capabilities.speed.toFixed(1)} GFLOP/s`)
     t.ok(info.capabilities.memoryBytes > 0 && info.capabilities.freeMemoryBytes > 0, 'memory reported')
     t.equal(info.capabilities.cachedStages, 0, 'empty cache at start')
-    t.equal(peer.stderr(), '', 'a --quiet peer writes nothing to stderr at start (on an install without GPU providers, no failed CUDA probe)')
+    t.notMatch(peer.stderr(), /Failed to load|providers_shared/, 'no failed provider load on stderr at start (an install without GPU providers does not try CUDA)')
 
     const model = convSkipNet()
     const inputs = randomInputs(model, 1)
