@@ -14,6 +14,16 @@ export type Capabilities = ResponseBody<'capabilities'>
 
 /** Side of the square MatMul timed for the speed figure: ~34 MFLOP, a few ms on one core. */
 const BENCH_N = 256
+/**
+ * The figure is the best run of those in a 50 ms window (at least 3). Three
+ * back-to-back runs of a few ms each could all fall in one time slice of
+ * another process. In one CI run, two identical local peers started together
+ * were planned as if one were over twice as fast as the other, and a job ran
+ * on it alone.
+ */
+const BENCH_WINDOW_MS = 50
+const MIN_BENCH_RUNS = 3
+const MAX_BENCH_RUNS = 100
 
 function matmulModel (n: number): Uint8Array {
   const g = new GraphBuilder('speed')
@@ -61,7 +71,10 @@ export async function measureCapabilities (executor: Executor, providers: string
   await executor.load(key, matmulModel(BENCH_N))
   const a = { dtype: 'F32' as const, shape: [BENCH_N, BENCH_N], data: new Uint8Array(BENCH_N * BENCH_N * 4) }
   let best = Infinity
-  for (let i = 0; i < 3; i++) best = Math.min(best, (await executor.run(key, { a }, ['y'], { paced: false })).ms)
+  const started = performance.now()
+  for (let i = 0; i < MAX_BENCH_RUNS && (i < MIN_BENCH_RUNS || performance.now() - started < BENCH_WINDOW_MS); i++) {
+    best = Math.min(best, (await executor.run(key, { a }, ['y'], { paced: false })).ms)
+  }
   await executor.release(key)
   return {
     peerId,
