@@ -153,7 +153,8 @@ t.test('join: through the coordinator\'s relay, --allow respected, joined again 
   const carrier = upload.connections.filter((c) => !c.limited)
   t.ok(carrier.length > 0 && carrier.every((c) => c.multiplexer === '/webrtc' && isRelayedWebrtc(c.remoteAddr)), `the only unlimited connection is the WebRTC one: ${JSON.stringify(upload.connections)}`)
 
-  const job = await (await fetch(`${server.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a red ball', model: 'tiny', steps: 2, ssr: false }) })).json() as { id: string }
+  // 4 samples (8 passes a step): the planner leaves a peer idle only if it measures 8x slower (see serve-api.test.ts).
+  const job = await (await fetch(`${server.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a red ball', model: 'tiny', steps: 2, ssr: false, samples: 4 }) })).json() as { id: string }
   const done = await until('the job', async () => {
     const j = await (await fetch(`${server.url}/api/jobs/${job.id}`)).json() as { state: string, error?: { message: string }, plan?: { stages: Array<{ peer: string }> } }
     return j.state === 'running' || j.state === 'queued' ? undefined : j
