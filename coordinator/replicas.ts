@@ -1,5 +1,6 @@
 import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { Pipeline } from './pipeline.ts'
+import { firstToFinish } from './replication.ts'
 import type { Inbox } from './inbox.ts'
 import type { PipelineOptions, RunOptions, StageGraph } from './pipeline.ts'
 import type { MeshNode } from '../src/mesh/node.ts'
@@ -49,9 +50,7 @@ export class Replicas {
   /** One forward pass, on the copy that would finish it first. */
   async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     // The rule replication.ts replicaLoads prices, applied to the passes in flight.
-    let best = 0
-    const finish = (i: number): number => (this.running[i] + 1) * this.seconds[i]
-    for (let i = 1; i < this.copies.length; i++) if (finish(i) < finish(best)) best = i
+    const best = firstToFinish(this.running, this.seconds)
     this.running[best]++
     try {
       return await this.copies[best].run(inputs, options)

@@ -34,13 +34,16 @@ export function pipelineStepSeconds (plan: Plan, microBatches: number): number {
  */
 export function replicaLoads (passSeconds: number[], microBatches: number): number[] {
   const loads = passSeconds.map(() => 0)
-  const finish = (i: number): number => (loads[i] + 1) * passSeconds[i]
-  for (let m = 0; m < microBatches; m++) {
-    let best = 0
-    for (let i = 1; i < passSeconds.length; i++) if (finish(i) < finish(best)) best = i
-    loads[best]++
-  }
+  for (let m = 0; m < microBatches; m++) loads[firstToFinish(loads, passSeconds)]++
   return loads
+}
+
+/** The copy that would finish one more pass first, copy i having `loads[i]` passes and taking `passSeconds[i]` per pass; ties to the lower index. */
+export function firstToFinish (loads: number[], passSeconds: number[]): number {
+  const finish = (i: number): number => (loads[i] + 1) * passSeconds[i]
+  let best = 0
+  for (let i = 1; i < passSeconds.length; i++) if (finish(i) < finish(best)) best = i
+  return best
 }
 
 /** Seconds of one step of M passes on copies (replicaLoads): the step ends with the busiest copy. */
