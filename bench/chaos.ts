@@ -17,7 +17,7 @@ import { mulberry32 } from '../src/util/prng.ts'
 import { chaosRun } from '../test/fixtures/chaos.ts'
 import type { Disruption } from '../test/fixtures/chaos.ts'
 import type { GenerateOptions } from '../coordinator/generate.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
 const usage = 'node bench/chaos.ts [--runs 20] [--mode kill|stop|mixed] [--steps 10] [--max-delay-ms 250] [--seed N] [--json]'
 const values = benchArgs({
@@ -28,14 +28,15 @@ const values = benchArgs({
   seed: { type: 'string' },
   json: { type: 'boolean', default: false }
 }, usage)
-const runs = Number(values.runs)
-const steps = Number(values.steps)
+const runs = numberFlag(values, 'runs', usage)
+const steps = numberFlag(values, 'steps', usage, { min: 3 })
+const maxDelayMs = numberFlag(values, 'max-delay-ms', usage, { min: 0 })
 const mode = values.mode
-if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(steps) || steps < 3 || !['kill', 'stop', 'mixed'].includes(mode)) {
-  console.error(`error: --runs must be ≥ 1, --steps ≥ 3, --mode kill, stop or mixed\nusage: ${usage}`)
+if (!['kill', 'stop', 'mixed'].includes(mode)) {
+  console.error(`error: --mode wants kill, stop or mixed\nusage: ${usage}`)
   process.exit(2)
 }
-const seed = values.seed != null ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31)
+const seed = values.seed != null ? numberFlag(values, 'seed', usage, { min: 0 }) : Math.floor(Math.random() * 2 ** 31)
 const random = mulberry32(seed)
 const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps, guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
@@ -47,7 +48,7 @@ const byMode: Record<Disruption, Tally> = { kill: tally(), stop: tally() }
 const reference = Buffer.from((await generate({ ...job, local: 1 })).video.data)
 for (let k = 0; k < runs; k++) {
   const m: Disruption = mode === 'mixed' ? (random() < 0.5 ? 'kill' : 'stop') : mode as Disruption
-  const run = await chaosRun(job, reference, { mode: m, random, maxDelayMs: Number(values['max-delay-ms']), baseline: true, holders: true })
+  const run = await chaosRun(job, reference, { mode: m, random, maxDelayMs, baseline: true, holders: true })
   const t = byMode[m]
   t.runs++
   if (run.error == null) t.finished++

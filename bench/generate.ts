@@ -11,14 +11,15 @@
  *   node bench/generate.ts [--model small] [--steps 3] [--json]
  */
 import { generate } from '../coordinator/generate.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
+const usage = 'node bench/generate.ts [--model small] [--steps 3] [--json]'
 const values = benchArgs({
   model: { type: 'string', default: 'small' },
   steps: { type: 'string', default: '3' },
   json: { type: 'boolean', default: false }
-}, 'node bench/generate.ts [--model small] [--steps 3] [--json]')
-const steps = Number(values.steps)
+}, usage)
+const steps = numberFlag(values, 'steps', usage)
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
 
 const rows: Array<Record<string, number>> = []

@@ -44,7 +44,7 @@ import { fromOrt, toOrt } from '../src/onnx/ort-tensor.ts'
 import { sessionOptions } from '../src/onnx/session-options.ts'
 import { TextEncoder } from '../src/text/encode.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
 export const PROMPT = 'a lighthouse in a storm'
 const GUIDANCE = 3
@@ -220,19 +220,23 @@ export async function measurePipelineEfficiency (o: { model?: string, steps?: nu
 }
 
 if (import.meta.main) {
+  const usage = 'node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 4] [--pipeline-steps 2] [--json]'
   const values = benchArgs({
     model: { type: 'string', default: 'small' },
     steps: { type: 'string', default: '6' },
     reps: { type: 'string', default: '4' },
     'pipeline-steps': { type: 'string', default: '2' },
     json: { type: 'boolean', default: false }
-  }, 'node bench/mesh-overhead.ts [--model small] [--steps 6] [--reps 4] [--pipeline-steps 2] [--json]')
+  }, usage)
+  const steps = numberFlag(values, 'steps', usage)
+  const reps = numberFlag(values, 'reps', usage)
+  const pipelineSteps = numberFlag(values, 'pipeline-steps', usage)
   const log = (line: string): void => { if (values.json !== true) console.log(line) }
   log(`mesh overhead: generate --model ${values.model} --local 2 --samples 1 --no-ssr, ${values.steps} steps, vs one process`)
-  const overhead = await measureMeshOverhead({ model: values.model, steps: Number(values.steps), reps: Number(values.reps), log })
+  const overhead = await measureMeshOverhead({ model: values.model, steps, reps, log })
   log(`mesh_overhead ${overhead.mesh_overhead} (median of ${overhead.reps}); clips differ by at most ${overhead.max_abs_diff.toExponential(2)}`)
   log('pipeline efficiency:')
-  const pipeline = await measurePipelineEfficiency({ model: values.model, steps: Number(values['pipeline-steps']), log })
+  const pipeline = await measurePipelineEfficiency({ model: values.model, steps: pipelineSteps, log })
   log(`pipeline_efficiency ${pipeline.pipeline_efficiency}`)
   if (values.json === true) console.log(JSON.stringify({ ...overhead, pipeline }))
 }

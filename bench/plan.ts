@@ -33,7 +33,7 @@ import { getPreset } from '../src/model/presets.ts'
 import { buildStunet } from '../src/model/stunet.ts'
 import type { PeerCapacity, Plan } from '../coordinator/plan.ts'
 import type { Dag } from '../src/onnx/dag.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 import { measureSimulatorError } from './simulator.ts'
 
 const USAGE = 'node bench/plan.ts [--micro-batches 2] [--balance 0.1] [--quick] [--skip-simulator] [--json]'
@@ -44,12 +44,8 @@ const values = benchArgs({
   'skip-simulator': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false }
 }, USAGE)
-const M = Number(values['micro-batches'])
-const balance = Number(values.balance)
-if (!Number.isInteger(M) || M < 1 || !(balance >= 0)) {
-  console.error(`error: --micro-batches wants a whole number >= 1 and --balance a number >= 0\nusage: ${USAGE}`)
-  process.exit(2)
-}
+const M = numberFlag(values, 'micro-batches', USAGE)
+const balance = numberFlag(values, 'balance', USAGE, { min: 0, real: true })
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
 const round = (x: number, digits = 4): number => Number(x.toPrecision(digits))
 

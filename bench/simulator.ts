@@ -59,7 +59,7 @@ import { buildDag } from '../src/onnx/graph.ts'
 import type { LinkSpeed, PeerCapacity, Plan } from '../coordinator/plan.ts'
 import type { PeerInfo } from '../coordinator/coordinator.ts'
 import { median, PROMPT } from './mesh-overhead.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
 const GUIDANCE = 3
 const SEED = 1
@@ -278,14 +278,16 @@ function round (x: number): number {
 }
 
 if (import.meta.main) {
+  const usage = 'node bench/simulator.ts [--model small] [--rounds 2] [--json]'
   const values = benchArgs({
     model: { type: 'string', default: 'small' },
     rounds: { type: 'string', default: '2' },
     json: { type: 'boolean', default: false }
-  }, 'node bench/simulator.ts [--model small] [--rounds 2] [--json]')
+  }, usage)
+  const rounds = numberFlag(values, 'rounds', usage)
   const log = (line: string): void => { if (values.json !== true) console.log(line) }
   log(`simulator vs real runs: generate --model ${values.model} --local K --no-ssr, K = 1, 2; B = 1, 4`)
-  const r = await measureSimulatorError({ model: values.model, rounds: Number(values.rounds), log })
+  const r = await measureSimulatorError({ model: values.model, rounds, log })
   log(`simulator_error ${r.simulator_error} (max |predicted − measured| / measured; mean ${r.mean_error})${r.quiet ? '' : '; NOT quiet: other work on the machine skewed some configurations'}`)
   if (values.json === true) console.log(JSON.stringify(r))
   // ORT and libp2p may leave handles behind: the figures are out.

@@ -31,7 +31,7 @@ import { fusedPredict, sliceWindow } from '../src/ssr/multidiffusion.ts'
 import type { WindowPredict, WindowWeighting } from '../src/ssr/multidiffusion.ts'
 import { planWindows } from '../src/ssr/windows.ts'
 import type { FrameWindow } from '../src/ssr/windows.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
 /** A smooth moving pattern [C, T, H, W] in about [−0.5, 0.5]. */
 export function testClip (channels: number, frames: number, size: number): Float32Array {
@@ -152,6 +152,7 @@ export async function seamReport (name: string, shape: number[], length: number,
   }
 }
 
+const usage = 'node bench/ssr-seams.ts [--frames 32] [--size 16] [--steps 20] [--offset 0.1] [--seed 1] [--json]'
 const values = benchArgs({
   frames: { type: 'string', default: '32' },
   size: { type: 'string', default: '16' },
@@ -159,12 +160,13 @@ const values = benchArgs({
   offset: { type: 'string', default: '0.1' },
   seed: { type: 'string', default: '1' },
   json: { type: 'boolean', default: false }
-}, 'node bench/ssr-seams.ts [--frames 32] [--size 16] [--steps 20] [--offset 0.1] [--seed 1] [--json]')
-const frames = Number(values.frames)
-const size = Number(values.size)
-const steps = Number(values.steps)
-const amplitude = Number(values.offset)
-const seed = Number(values.seed)
+}, usage)
+// Eight-frame windows on a stride of four (the plans below).
+const frames = numberFlag(values, 'frames', usage, { min: 8 })
+const size = numberFlag(values, 'size', usage)
+const steps = numberFlag(values, 'steps', usage)
+const amplitude = numberFlag(values, 'offset', usage, { min: 0, real: true })
+const seed = numberFlag(values, 'seed', usage, { min: 0 })
 const shape = [3, frames, size, size]
 const truth = testClip(3, frames, size)
 const model = offsetModel(truth, shape, amplitude, seed)

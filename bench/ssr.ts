@@ -15,13 +15,14 @@ import { buildSsr } from '../src/model/ssr.ts'
 import { getSsrPreset } from '../src/model/ssr-presets.ts'
 import { buildDag } from '../src/onnx/graph.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
-const values = benchArgs({ preset: { type: 'string', default: 'tiny' }, windows: { type: 'string', default: '24' }, json: { type: 'boolean', default: false } }, 'node bench/ssr.ts [--preset tiny] [--windows 24] [--json]')
+const usage = 'node bench/ssr.ts [--preset tiny] [--windows 24] [--json]'
+const values = benchArgs({ preset: { type: 'string', default: 'tiny' }, windows: { type: 'string', default: '24' }, json: { type: 'boolean', default: false } }, usage)
+const count = numberFlag(values, 'windows', usage)
 const config = getSsrPreset(values.preset ?? 'tiny')
 const model = buildSsr(config, { weights: 'seeded', seed: 1 })
 const dag = buildDag(model, { dims: { batch: 1 } })
-const count = Number(values.windows)
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data: new Uint8Array(data.buffer) })
 const tasks = Array.from({ length: count }, (_, i) => ({
   x: f32(gaussian(i, 'bench-x', 6 * config.window * config.height * config.width), [1, 6, config.window, config.height, config.width]),

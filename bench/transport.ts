@@ -70,7 +70,7 @@ import { F16_MIN_NORMAL } from '../src/tensor/float16.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import { view } from '../src/tensor/tensor.ts'
 import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
 const NAIVE_PROTOCOL = '/lumiere-bench/naive/1.0.0'
 const NAIVE_CHUNK = 64 * 1024
@@ -427,15 +427,13 @@ if (import.meta.main) {
       'no-webrtc': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false }
     }, USAGE)
-    const rounds = Number(values.rounds)
-    const f16Rounds = Number(values['f16-rounds'])
-    if (!(Number(values.mib) > 0) || !(Number(values['webrtc-mib']) > 0) || !Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(f16Rounds) || f16Rounds < 0) {
-      console.error(`usage: ${USAGE}`)
-      process.exit(2)
-    }
+    const mib = numberFlag(values, 'mib', USAGE)
+    const webrtcMib = numberFlag(values, 'webrtc-mib', USAGE)
+    const rounds = numberFlag(values, 'rounds', USAGE)
+    const f16Rounds = numberFlag(values, 'f16-rounds', USAGE, { min: 0 })
     const log = (line: string): void => { if (values.json !== true) console.log(line) }
     log(`tensor channel vs baselines, ${values['one-process'] === true ? 'both ends in this process' : 'receivers in a child process'}, node ${process.version}`)
-    const f = await measureTransport({ mib: Number(values.mib), webrtcMib: Number(values['webrtc-mib']), rounds, f16Rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
+    const f = await measureTransport({ mib, webrtcMib, rounds, f16Rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
     if (values.json === true) console.log(JSON.stringify(f))
     else {
       const range = (s: Spread): string => `rounds ${s[0]}–${s[1]}`

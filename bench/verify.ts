@@ -11,22 +11,24 @@
 import { generate } from '../coordinator/generate.ts'
 import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import type { GenerateOptions, GenerateResult } from '../coordinator/generate.ts'
-import { benchArgs } from './args.ts'
+import { benchArgs, numberFlag } from './args.ts'
 
+const usage = 'node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]'
 const values = benchArgs({
   runs: { type: 'string', default: '20' },
   rate: { type: 'string', default: '0.25' },
   faulty: { type: 'string', default: '0.5' },
   steps: { type: 'string', default: '6' },
   json: { type: 'boolean', default: false }
-}, 'node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]')
-const runs = Number(values.runs)
-const rate = Number(values.rate)
-const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: Number(values.steps), guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
+}, usage)
+const runs = numberFlag(values, 'runs', usage)
+const rate = numberFlag(values, 'rate', usage, { min: 0, real: true })
+const faulty = numberFlag(values, 'faulty', usage, { min: 0, real: true })
+const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: numberFlag(values, 'steps', usage), guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
 const same = (a: GenerateResult, b: GenerateResult): boolean => Buffer.from(a.video.data).equals(Buffer.from(b.video.data))
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
 
-const mesh = await startLocalMesh(3, { extraArgs: (i) => i === 2 ? ['--faulty', String(values.faulty)] : [] })
+const mesh = await startLocalMesh(3, { extraArgs: (i) => i === 2 ? ['--faulty', String(faulty)] : [] })
 const addrs = mesh.peers.map((p) => p.addrs[0])
 const liar = addrs[2].split('/p2p/')[1]
 let caught = 0
@@ -63,7 +65,7 @@ try {
   const summary = {
     runs,
     rate,
-    faulty: Number(values.faulty),
+    faulty,
     steps: job.steps,
     caught,
     catchRate: caught / runs,
@@ -78,7 +80,7 @@ try {
   if (values.json === true) {
     console.log(JSON.stringify(summary))
   } else {
-    console.log(`caught the liar in ${caught}/${runs} jobs (${(100 * caught / runs).toFixed(0)}%) at --verify ${rate}, --faulty ${values.faulty}; ${caughtEqual}/${caught} caught jobs equal the honest reference bit for bit`)
+    console.log(`caught the liar in ${caught}/${runs} jobs (${(100 * caught / runs).toFixed(0)}%) at --verify ${rate}, --faulty ${faulty}; ${caughtEqual}/${caught} caught jobs equal the honest reference bit for bit`)
     console.log(`uncaught jobs with a lie in the video: ${spoiled}; rollbacks ${rollbacks} (${stepsRedone} finished steps discarded); ${(seconds / runs).toFixed(2)} s/job verified vs ${unverified.toFixed(2)} s unverified`)
   }
 } finally {
