@@ -31,7 +31,9 @@ t.test('distributed MultiDiffusion equals the single-process loop', async (t) =>
   const mesh = await startLocalMesh(4)
   const coordinator = await Coordinator.start()
   t.teardown(async () => { await coordinator.stop(); await mesh.stop() })
-  const peers = await coordinator.connect(mesh.peers.map((p) => p.addrs[0]))
+  const connected = await coordinator.connect(mesh.peers.map((p) => p.addrs[0]))
+  // One speed for all: each then gets two task slots, so every peer takes windows whatever four loaded processes measured at start.
+  const peers = connected.map((p) => ({ ...p, capabilities: { ...p.capabilities, speed: connected[0].capabilities.speed } }))
 
   for (let p = 1; p <= 4; p++) {
     const scatter = await Scatter.open(coordinator, model, dag, peers.slice(0, p), { taskTimeoutMs: 60_000 })
