@@ -65,17 +65,65 @@ export async function detectProviders (requested?: string[]): Promise<string[]> 
   return working
 }
 
-/** Capabilities with a speed figure measured by timing a MatMul in the executor. */
-export async function measureCapabilities (executor: Executor, providers: string[], peerId: string): Promise<Capabilities> {
-  const key = 'capabilities-speed'
-  await executor.load(key, matmulModel(BENCH_N))
+const SPEED_KEY = 'capabilities-speed'
+/** At most one re-measure in this long: capabilities is open to any node that connects, and must not keep the peer busy. */
+const REMEASURE_MS = 2_000
+let speedModel: Uint8Array | undefined
+
+/** The speed figure, GFLOP/s, timed in the executor. The MatMul stays loaded for the next measure. */
+export async function measureSpeed (executor: Executor): Promise<number> {
+  speedModel ??= matmulModel(BENCH_N)
+  await executor.load(SPEED_KEY, speedModel)
   const a = { dtype: 'F32' as const, shape: [BENCH_N, BENCH_N], data: new Uint8Array(BENCH_N * BENCH_N * 4) }
   let best = Infinity
   const started = performance.now()
   for (let i = 0; i < MAX_BENCH_RUNS && (i < MIN_BENCH_RUNS || performance.now() - started < BENCH_WINDOW_MS); i++) {
-    best = Math.min(best, (await executor.run(key, { a }, ['y'], { paced: false })).ms)
+    best = Math.min(best, (await executor.run(SPEED_KEY, { a }, ['y'], { paced: false })).ms)
   }
-  await executor.release(key)
+  return (2 * BENCH_N ** 3) / (Math.max(best, 1e-3) * 1e6)
+}
+
+/**
+ * A peer's speed figure, re-measured when asked while the executor is idle
+ * (the first ask, then at most every intervalMs), keeping the best. A figure
+ * taken at a busy moment (at start, beside other peers starting) would
+ * otherwise rank the peer low for good; noise only ever slows a run, so the
+ * best is the truest.
+ */
+export class SpeedFigure {
+  private readonly measure: () => Promise<number>
+  private readonly idle: () => boolean
+  private readonly intervalMs: number
+  private best: number
+  private at = -Infinity
+  private measuring: Promise<number> | undefined
+
+  constructor (measure: () => Promise<number>, idle: () => boolean, first: number, intervalMs = REMEASURE_MS) {
+    this.measure = measure
+    this.idle = idle
+    this.best = first
+    this.intervalMs = intervalMs
+  }
+
+  /** Measures once in the executor; a failure here (no provider runs the MatMul) is the peer's start failing. */
+  static async start (executor: Executor): Promise<SpeedFigure> {
+    const measure = async (): Promise<number> => await measureSpeed(executor)
+    return new SpeedFigure(measure, () => executor.idle, await measure())
+  }
+
+  async get (): Promise<number> {
+    if (this.measuring == null && this.idle() && performance.now() - this.at >= this.intervalMs) {
+      // A failed re-measure (the executor closing) leaves the figure as it was.
+      this.measuring = this.measure()
+        .then((s) => { this.best = Math.max(this.best, s) }, () => {})
+        .then(() => { this.at = performance.now(); this.measuring = undefined; return this.best })
+    }
+    return await (this.measuring ?? this.best)
+  }
+}
+
+/** What a capabilities request answers, with memory as free now. */
+export function describePeer (peerId: string, providers: string[], speed: number, cachedStages: number): Capabilities {
   return {
     peerId,
     version: PROTOCOL_VERSION,
@@ -83,7 +131,7 @@ export async function measureCapabilities (executor: Executor, providers: string
     memoryBytes: totalmem(),
     freeMemoryBytes: freemem(),
     cpus: cpus().length,
-    speed: (2 * BENCH_N ** 3) / (Math.max(best, 1e-3) * 1e6),
-    cachedStages: 0
+    speed,
+    cachedStages
   }
 }

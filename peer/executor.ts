@@ -67,6 +67,11 @@ export class Executor {
     return { outputs: reply.outputs ?? {}, ms: ms * this.options.throttle }
   }
 
+  /** True while no load, run or release is queued or running. */
+  get idle (): boolean {
+    return this.pending.size === 0
+  }
+
   async release (key: string): Promise<void> {
     await this.call({ op: 'release', key })
   }

@@ -14,7 +14,7 @@ import { MemoryBudget, inspectStage } from './limits.ts'
 import type { StageCost } from './limits.ts'
 import type { MeshAccess } from '../src/mesh/access.ts'
 import type { PrivateKey } from '@libp2p/interface'
-import { detectProviders, measureCapabilities } from './capabilities.ts'
+import { SpeedFigure, describePeer, detectProviders } from './capabilities.ts'
 import { Executor } from './executor.ts'
 import { EgressThrottle } from './egress-throttle.ts'
 import { handleLinkSink, linkProbeHandler } from './link-probe.ts'
@@ -58,6 +58,7 @@ export interface PeerOptions {
 
 export interface RunningPeer {
   node: MeshNode
+  /** As at start; a capabilities request answers the figures of its moment. */
   capabilities: Capabilities
   stop: () => Promise<void>
 }
@@ -85,7 +86,9 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const executor = new Executor({ providers, threads: options.threads, throttle: options.throttle })
   const listen = options.join != null ? [...new Set([...options.listen, ...RELAY_LISTEN])] : options.listen
   const node = await createMeshNode({ listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
-  const capabilities = await measureCapabilities(executor, providers, node.peerId.toString())
+  const speed = await SpeedFigure.start(executor)
+  const peerId = node.peerId.toString()
+  const capabilities = describePeer(peerId, providers, await speed.get(), await cache.count())
   const loaded = new Set<string>()
   /** Loads under way, by executor key: concurrent setups share one. */
   const loading = new Map<string, Promise<void>>()
@@ -222,9 +225,8 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
     },
     capabilities: async () => ({
       body: {
-        ...capabilities,
-        ...(budget != null ? { memoryBytes: budget.total(), freeMemoryBytes: budget.free(jobs.keysInUse()) } : {}),
-        cachedStages: await cache.count()
+        ...describePeer(peerId, providers, await speed.get(), await cache.count()),
+        ...(budget != null ? { memoryBytes: budget.total(), freeMemoryBytes: budget.free(jobs.keysInUse()) } : {})
       }
     }),
     'stage.has': async ({ body }) => ({ body: { present: body.kind === 'style' ? await cache.hasStyle(body.hash) : await cache.has(body.hash) } }),
