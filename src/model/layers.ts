@@ -59,12 +59,22 @@ export class Scope {
   }
 }
 
+/**
+ * A Constant's node and value name: its key (kind, shape, values) when that
+ * is short; else the key up to the values, numbered, so that a table of 128
+ * frequencies does not name itself with all 128 of them (plans print names).
+ */
+function constName (ctx: ModelContext, key: string): string {
+  return key.length <= 64 ? key : `${key.slice(0, key.lastIndexOf('/'))}/#${ctx.consts.size}`
+}
+
 /** A shared int64 Constant (reshape targets, axes). */
 export function i64 (ctx: ModelContext, values: number[]): string {
   const key = `const/i64/${values.join('_')}`
   let name = ctx.consts.get(key)
   if (name == null) {
-    name = ctx.g.node('Constant', [], { value: { dtype: 'I64', shape: [values.length], data: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) } }, [key], { name: key })[0]
+    const id = constName(ctx, key)
+    name = ctx.g.node('Constant', [], { value: { dtype: 'I64', shape: [values.length], data: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) } }, [id], { name: id })[0]
     ctx.consts.set(key, name)
   }
   return name
@@ -75,7 +85,8 @@ export function f32const (ctx: ModelContext, values: number[], shape: number[] =
   const key = `const/f32/${shape.join('x')}/${values.join('_')}`
   let name = ctx.consts.get(key)
   if (name == null) {
-    name = ctx.g.node('Constant', [], { value: f32(shape, values) }, [key], { name: key })[0]
+    const id = constName(ctx, key)
+    name = ctx.g.node('Constant', [], { value: f32(shape, values) }, [id], { name: id })[0]
     ctx.consts.set(key, name)
   }
   return name
