@@ -191,5 +191,9 @@ t.test('lumiere plan --simulate --peers-spec', async tt => {
   tt.match(slow, /note: one peer alone is faster/)
   tt.match(text, /chosen \(--placement auto\): (contiguous|folded)/)
   await tt.rejects(planCli(['--model', 'tiny', '--peers-spec', '2x']), { code: 'BAD_ARGUMENT' })
+  // --peers without a multiaddr is a spec (the spelling), and plans the same.
+  tt.equal(await planCli(['--model', 'tiny', '--simulate', '--peers', '3x1T@1G', '--micro-batches', '3', '--json']), JSON.stringify(out), '--peers SPEC = --peers-spec SPEC')
+  tt.equal(await planCli(['--model', 'tiny', '--stages', '2', '--peers', '1x1T@1G,1x2T@1G']), await planCli(['--model', 'tiny', '--stages', '2', '--peers-spec', '1x1T@1G,1x2T@1G']), 'groups split at commas are joined again')
+  await tt.rejects(planCli(['--model', 'tiny', '--peers', '2x']), { code: 'BAD_ARGUMENT', message: /bad peer spec '2x'/ })
   await tt.rejects(planCli(['--model', 'nosuchmodel', '--stages', '2']), { code: 'BAD_ARGUMENT' })
 })

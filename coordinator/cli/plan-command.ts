@@ -75,7 +75,7 @@ export function planCommand (): Command {
     .description('show how a model would be cut into stages (contiguous and folded side by side): nodes, FLOPs, parameters and bytes on the wire; with --simulate, predicted seconds per denoising step')
     .requiredOption('--model <model>', 'an ONNX file, a model package folder, or a preset (tiny, small, paper)')
     .option('--stages <k>', 'number of peers to plan for (K contiguous stages, or up to 2K − 1 folded ones); default: every peer of --peers/--peers-spec', positiveInt('--stages'))
-    .addOption(new Option('--peers <addr,...>', 'plan for these running peers (their free memory and measured speed); default: K equal peers of 1 TFLOP/s').argParser(list))
+    .addOption(new Option('--peers <addr,...|spec>', 'plan for these running peers (their free memory and measured speed), or for hypothetical ones given as a spec (as --peers-spec; a multiaddr starts with /); default: K equal peers of 1 TFLOP/s').argParser(list))
     .option('--peers-spec <spec>', 'plan for hypothetical peers: COUNTxFLOPS[@BITS[/LATENCY]][:MEMORY], comma-separated groups, e.g. 8x300T@1G or 32x80T@100M/2ms:80GiB (FLOP/s; link in bit/s)')
     .addOption(new Option('--placement <p>', 'which plan is chosen (both are shown)').choices(['auto', 'contiguous', 'folded']).default('auto'))
     .option('--balance <x>', 'relative slack on the best bottleneck of either placement within which fewer wire bytes win; the contiguous and the folded plan are both held to it', nonNegativeNumber('--balance'), DEFAULT_BALANCE)
@@ -86,6 +86,8 @@ export function planCommand (): Command {
     .option('--no-measure-links', 'with --peers: plan without probing the links between the peers (bandwidth, latency)'))
     .action(async (opts: PlanFlags & AccessFlags) => {
       if (opts.peers != null && opts.peersSpec != null) throw new LumiereError('BAD_ARGUMENT', 'give --peers (running peers) or --peers-spec (hypothetical ones), not both')
+      // No multiaddr: a spec such as 8x300T@1G (the list parser split its groups at the commas).
+      if (opts.peers?.every((a) => !a.startsWith('/')) === true) opts = { ...opts, peersSpec: opts.peers.join(','), peers: undefined }
       const { model, shapeOnly } = await loadPlanModel(opts.model)
       const dims = parseDims(opts.dim ?? [])
       for (const input of graphInputs(model)) for (const d of input.dims) if (typeof d === 'string') dims[d] ??= 1
