@@ -67,7 +67,7 @@ export interface GenerateOptions extends MeshOptions, ApplicationInputs {
   resumeFrom?: Checkpoint
   /** Keep the known region of image-to-video, inpainting and cinemagraphs at every step (default on for those). */
   keepKnown?: boolean
-  /** 'f16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 per element. */
+  /** 'f16' or 'bf16' halves the bytes of every activation on the wire, at a relative rounding error ≤ 2^-11 or 2^-8 per element (src/tensor/wire.ts). */
   wire?: WireFormat
   /**
    * Fraction in [0, 1] of tasks — (forward pass, stage) of the base model, SSR

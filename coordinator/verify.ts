@@ -58,8 +58,12 @@ import type { WireFormat } from '../src/tensor/wire.ts'
  * neighbouring float16 values: two honest answers may be up to one float16
  * ulp, 2^-10 ≈ 9.8e-4 of the range, apart. 2e-3 allows that, still 5× below a
  * 1e-2 lie.
+ *
+ * bfloat16 wire: the same at 8 significant bits: one ulp is up to 2^-7 ≈
+ * 7.8e-3 of the range. 8e-3 allows that and is still below a 1e-2 lie, but
+ * only just: on a bfloat16 wire verification catches coarse lies only.
  */
-export const VERIFY_TOLERANCE: Record<WireFormat, number> = { f32: 1e-4, f16: 2e-3 }
+export const VERIFY_TOLERANCE: Record<WireFormat, number> = { f32: 1e-4, f16: 2e-3, bf16: 8e-3 }
 
 export function verifyTolerance (wire: WireFormat = 'f32'): number {
   return VERIFY_TOLERANCE[wire]

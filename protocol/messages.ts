@@ -12,6 +12,7 @@
 import { z } from 'zod'
 import { LumiereError } from '../src/errors.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
+import { WIRE_FORMATS } from '../src/tensor/wire.ts'
 import { ENVELOPE_VERSION } from './ids.ts'
 
 // ---------------------------------------------------------------- limits
@@ -136,8 +137,8 @@ export const requestSchemas = {
     jobId: id,
     stages: z.array(stageSpecSchema).min(1).max(MAX_STAGES),
     coordinator: peerId,
-    /** 'f16': float32 tensors travel as float16 and are widened back before use. */
-    wire: z.enum(['f32', 'f16']).optional(),
+    /** 'f16' or 'bf16': float32 tensors travel as float16 or bfloat16 and are widened back before use (src/tensor/wire.ts). */
+    wire: z.enum(WIRE_FORMATS).optional(),
     /** Every peer of the job: a peer that trusts only some coordinators (--trust) takes run.push for this job from these. */
     peers: z.array(peerId).max(MAX_STAGES).optional()
   }).superRefine((body, ctx) => {

@@ -9,6 +9,7 @@ import { nonNegativeNumber, positiveInt } from './options.ts'
 import { discoveryMeshOptions, meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
 import type { DiscoveryFlags } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
+import type { WireFormat } from '../../src/tensor/wire.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
 
@@ -30,7 +31,7 @@ interface GenerateFlags {
   tensor?: string
   timeout: number
   ssr: boolean
-  wire: 'f32' | 'f16'
+  wire: WireFormat
   image?: string
   video?: string
   mask?: string

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander'
 import { createLogger } from '../../src/log.ts'
 import { startServer } from '../serve/server.ts'
 import { list, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './options.ts'
-import { accessOptions, discoveryMeshOptions, discoveryOptions } from './shared-options.ts'
+import { accessOptions, discoveryMeshOptions, discoveryOptions, wireOption } from './shared-options.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { DiscoveryFlags } from './shared-options.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
@@ -38,7 +38,7 @@ export function serveCommand (): Command {
     .option('--steps <n>', 'default denoising steps for jobs that name none', positiveInt('--steps'), 16)
     .option('--guidance <w>', 'default guidance weight for jobs that name none', nonNegativeNumber('--guidance'), 3)
     .option('--ping <seconds>', 'seconds between health pings of each peer', positiveNumber('--ping'), 5)
-    .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 or f16').choices(['f32', 'f16']).default('f32'))
+    .addOption(wireOption())
     .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)
     .option('--quiet', 'log only warnings')))
     .action(async (opts: ServeFlags & AccessFlags & DiscoveryFlags) => {

@@ -2,6 +2,7 @@ import { Option } from 'commander'
 import type { Command } from 'commander'
 import { collect, list, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './options.ts'
 import type { MeshOptions } from '../mesh-session.ts'
+import { WIRE_FORMATS } from '../../src/tensor/wire.ts'
 
 /** Options every sampling command takes: model, sampler and guidance. */
 export function samplingOptions (cmd: Command): Command {
@@ -17,13 +18,18 @@ export function samplingOptions (cmd: Command): Command {
     .option('--ssr-stride <frames>', 'frames between SSR window starts; less than the window makes them overlap (default: half the window)', positiveInt('--ssr-stride'))
 }
 
+/** --wire: how float32 tensors travel (src/tensor/wire.ts). */
+export function wireOption (): Option {
+  return new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact), f16 (half the bytes, relative error ≤ 2^-11 per element, finite up to 65504) or bf16 (half the bytes, ≤ 2^-8, float32\'s range)').choices(WIRE_FORMATS).default('f32')
+}
+
 /** Options for where the work runs and how tensors travel. */
 export function meshOptions (cmd: Command): Command {
   return accessOptions(discoveryOptions(cmd
     .addOption(new Option('--local <k>', 'start K peer processes on loopback (default 2 when neither --peers nor --discover is given)').argParser(positiveInt('--local')).conflicts('peers'))
     .addOption(new Option('--peers <addr,...>', 'full multiaddrs (with /p2p/ id) of running peers').argParser(list))
     .addOption(new Option('--transport <name>', 'transport for --local peers').choices(['tcp', 'webrtc']).default('tcp'))
-    .addOption(new Option('--wire <format>', 'float32 tensors on the wire as f32 (bit-exact) or f16 (half the bytes, relative error ≤ 2^-11 per element)').choices(['f32', 'f16']).default('f32'))
+    .addOption(wireOption())
     .option('--timeout <seconds>', 'deadline for each forward pass over the mesh', positiveNumber('--timeout'), 600)))
 }
 

@@ -5,6 +5,7 @@ import { positiveInt } from './options.ts'
 import { discoveryMeshOptions, meshOptions, outputOptions, samplingOptions } from './shared-options.ts'
 import type { DiscoveryFlags } from './shared-options.ts'
 import type { TransportName } from '../../src/mesh/node.ts'
+import type { WireFormat } from '../../src/tensor/wire.ts'
 import { loadAccess } from '../../src/mesh/access.ts'
 import type { AccessFlags } from '../../src/mesh/access.ts'
 
@@ -24,7 +25,7 @@ interface UpscaleFlags {
   local?: number
   peers?: string[]
   transport: TransportName
-  wire: 'f32' | 'f16'
+  wire: WireFormat
   timeout: number
   out?: string
   tensor?: string

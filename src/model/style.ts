@@ -27,7 +27,7 @@ import { cloneModel } from '../onnx/model-io.ts'
 import { ELEM, elemToDType, tensorDims } from '../onnx/proto.ts'
 import type { ModelProto, TensorProto } from '../onnx/proto.ts'
 import { isExternal, tensorBytes } from '../onnx/tensor-proto.ts'
-import { bfloat16ToFloat32, float16ToFloat32, float32ToFloat16 } from '../tensor/float16.ts'
+import { bfloat16ToFloat32, float16ToFloat32, float32ToBfloat16, float32ToFloat16 } from '../tensor/float16.ts'
 import { readSafetensors, writeSafetensors } from '../tensor/safetensors.ts'
 import { byteLength, checkTensor, elementCount, view } from '../tensor/tensor.ts'
 import type { DType, Tensor } from '../tensor/tensor.ts'
@@ -171,17 +171,6 @@ function blendBytes (orig: Uint8Array, s: Tensor, alpha: number): Uint8Array {
   for (let i = 0; i < n; i++) o[i] = alpha * b[i] + beta * a[i]
   const bits = s.dtype === 'F16' ? float32ToFloat16(o) : float32ToBfloat16(o)
   return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)
-}
-
-/** float32 → bfloat16 bit patterns (round to nearest even; NaN stays NaN). */
-function float32ToBfloat16 (f: Float32Array): Uint16Array {
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length)
-  const o = new Uint16Array(f.length)
-  for (let i = 0; i < f.length; i++) {
-    const x = u[i]
-    o[i] = Number.isNaN(f[i]) ? ((x >>> 16) | 0x40) : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16)
-  }
-  return o
 }
 
 /** Moves a tensor's contents into raw_data (typed fields and external refs cleared). */

@@ -19,6 +19,12 @@
  * payloads are kept bit for bit, so half → float → half is the identity on
  * all 65,536 bit patterns.
  *
+ * bfloat16 (BF16) is the top half of a float32: 1 sign, 8 exponent, 7
+ * fraction bits, float32's range at 8 significant bits. float32 → bfloat16
+ * rounds to nearest, ties to even (magnitudes from the largest finite plus
+ * half an ulp become ±inf); NaN stays NaN, quieted, with its sign and top
+ * payload bits. bfloat16 → float32 is exact.
+ *
  * The array functions allocate no buffer when `out` is given (they only take
  * an O(1) typed-array view of the same memory to read/write bit patterns).
  */
@@ -40,6 +46,13 @@ import type { Tensor } from './tensor.ts'
  * rounding. Below 2^-14 (subnormals) the error is absolute, at most 2^-25.
  */
 export const F16_MAX_RELATIVE_ERROR = 2 ** -11
+
+/**
+ * Largest relative error of a float32 → bfloat16 → float32 trip for normal
+ * values: half an ulp at 8 significant bits, 2^-8 (the derivation above
+ * with p = 8). float32 subnormals keep an absolute error ≤ 2^-134.
+ */
+export const BF16_MAX_RELATIVE_ERROR = 2 ** -8
 
 /** Largest finite half value, 65504. */
 export const F16_MAX = 65504
@@ -133,6 +146,20 @@ export function float16ToFloat32 (src: Uint16Array, out?: Float32Array): Float32
   return o
 }
 
+/** float32 values → bfloat16 bit patterns (round to nearest even; NaN stays NaN). Writes into `out` when given (same length; no new buffer). */
+export function float32ToBfloat16 (src: Float32Array, out?: Uint16Array): Uint16Array {
+  const n = src.length
+  const o = out ?? new Uint16Array(n)
+  if (o.length !== n) throw new LumiereError('BAD_ARGUMENT', `float32ToBfloat16: out holds ${o.length} values, the source ${n}: pass an out of the same length`)
+  const bits = new Uint32Array(src.buffer, src.byteOffset, n)
+  for (let i = 0; i < n; i++) {
+    const b = bits[i]
+    // Below 2^32 for every non-NaN pattern: −inf (0xFF800000) is the largest.
+    o[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16
+  }
+  return o
+}
+
 /** bfloat16 bit patterns → float32 values (exact: the top half of the float32 bits). */
 export function bfloat16ToFloat32 (src: Uint16Array, out?: Float32Array): Float32Array {
   const n = src.length
@@ -151,6 +178,16 @@ export function toF16 (t: Tensor): Tensor {
   else if (t.dtype === 'F16') h = (view(t) as Uint16Array).slice()
   else throw new LumiereError('BAD_ARGUMENT', `toF16 converts F32 (or copies F16) tensors, got ${t.dtype}: convert it to F32 first`)
   return { dtype: 'F16', shape: [...t.shape], data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) }
+}
+
+/** A BF16 tensor of the same shape (from F32 by rounding to nearest even; a BF16 tensor is copied). */
+export function toBF16 (t: Tensor): Tensor {
+  checkTensor(t, 'toBF16')
+  let h: Uint16Array
+  if (t.dtype === 'F32') h = float32ToBfloat16(view(t) as Float32Array)
+  else if (t.dtype === 'BF16') h = (view(t) as Uint16Array).slice()
+  else throw new LumiereError('BAD_ARGUMENT', `toBF16 converts F32 (or copies BF16) tensors, got ${t.dtype}: convert it to F32 first`)
+  return { dtype: 'BF16', shape: [...t.shape], data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) }
 }
 
 /** An F32 tensor of the same shape (from F16 or BF16 exactly; an F32 tensor is copied). */
