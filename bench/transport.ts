@@ -39,18 +39,20 @@
  *   for tcp (preallocated receive buffer, like the naive receiver), between
  *   createMeshNode() nodes over WebRTC-direct.
  *   wire_webrtc_gain = webrtc MB/s ÷ webrtc_naive MB/s, per round, median.
- * - f16 (the `--wire f16` path): the sender narrows the F32 tensor to F16
- *   (src/tensor/float16.ts), pushes it with the same rpc, and the server
- *   widens it back to F32 before replying; timed from the narrowing to the
- *   reply and counted in F32 bytes. wire_f16_ratio = that ÷ raw_tcp, per
- *   round (own rounds, after the TCP ones), median; wire_f16_max_rel_error is
- *   the largest |widened − x| / |x| over the bench tensor's elements in the
- *   normal F16 range (the wire itself is bit-exact, so this is the whole error).
+ * - f16 and bf16 (the `--wire f16` and `--wire bf16` paths): the sender
+ *   narrows the F32 tensor to F16 or BF16 (src/tensor/float16.ts), pushes it
+ *   with the same rpc, and the server widens it back to F32 before replying;
+ *   timed from the narrowing to the reply and counted in F32 bytes.
+ *   wire_f16_ratio (wire_bf16_ratio) = that ÷ raw_tcp, per round (own
+ *   rounds, after the TCP ones), median; wire_f16_max_rel_error
+ *   (wire_bf16_…) is the largest |widened − x| / |x| over the bench tensor's
+ *   elements in the normal F16 range (the wire itself is bit-exact, so this
+ *   is the whole error).
  *
  * Every ratio comes with its spread over the rounds (min and max), since the
  * machine is shared: medians move little, single rounds a lot.
  *
- *   node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--f16-rounds 3] [--one-process] [--no-webrtc] [--json]
+ *   node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--narrow-rounds 3] [--one-process] [--no-webrtc] [--json]
  */
 import { fork } from 'node:child_process'
 import { createServer, connect } from 'node:net'
@@ -70,6 +72,7 @@ import { F16_MIN_NORMAL } from '../src/tensor/float16.ts'
 import type { Tensor } from '../src/tensor/tensor.ts'
 import { view } from '../src/tensor/tensor.ts'
 import { narrowForWire, widenFromWire } from '../src/tensor/wire.ts'
+import type { WireFormat } from '../src/tensor/wire.ts'
 import { benchArgs, numberFlag } from './args.ts'
 
 const NAIVE_PROTOCOL = '/lumiere-bench/naive/1.0.0'
@@ -82,8 +85,8 @@ export interface TransportOptions {
   /** Tensor size for the WebRTC pair (default 64 MiB: WebRTC-direct moves tens of MB/s). */
   webrtcMib?: number
   rounds?: number
-  /** Rounds of the f16 pair (0 skips it; default 3: narrowing 256 MiB in JS takes about a second). */
-  f16Rounds?: number
+  /** Rounds of each narrowed pair, f16 and bf16 (0 skips them; default 3: narrowing 256 MiB in JS takes about half a second). */
+  narrowRounds?: number
   webrtc?: boolean
   onePlace?: boolean
   log?: (line: string) => void
@@ -94,7 +97,14 @@ export interface Series { mbps: number, runs: number[] }
 /** The smallest and largest per-round value of a ratio. */
 export type Spread = [number, number]
 
-export interface TransportFigures {
+/** The wire formats that narrow F32 (src/tensor/wire.ts). */
+type Narrowed = Exclude<WireFormat, 'f32'>
+const NARROWED: readonly Narrowed[] = ['f16', 'bf16']
+
+/** Per narrowed format: F32 bytes per second through narrow → push → widen, ÷ raw TCP; its spread; the trip's largest relative error; the series. */
+export type NarrowedFigures = Partial<Record<`wire_${Narrowed}_ratio` | `wire_${Narrowed}_max_rel_error`, number> & Record<`wire_${Narrowed}_ratio_spread`, Spread> & Record<Narrowed, Series>>
+
+export interface TransportFigures extends NarrowedFigures {
   wire_tcp_ratio: number
   wire_tcp_ratio_spread: Spread
   /** The tensor channel reading into fresh memory (the rpc default) ÷ raw TCP. */
@@ -102,10 +112,6 @@ export interface TransportFigures {
   tcp_fresh_memory_ratio_spread: Spread
   wire_webrtc_gain?: number
   wire_webrtc_gain_spread?: Spread
-  /** F32 bytes per second through narrow → push as F16 → widen, ÷ raw TCP. */
-  wire_f16_ratio?: number
-  wire_f16_ratio_spread?: Spread
-  wire_f16_max_rel_error?: number
   layout: 'two processes' | 'one process'
   bytes: number
   webrtc_bytes?: number
@@ -115,7 +121,6 @@ export interface TransportFigures {
   tcp_fresh_memory: Series
   webrtc_naive?: Series
   webrtc?: Series
-  f16?: Series
   tcp_ratios: number[]
   webrtc_gains?: number[]
   /** The encryption the tensor channel's TCP connection negotiated. */
@@ -124,7 +129,7 @@ export interface TransportFigures {
 
 // ------------------------------------------------------------ receivers
 
-interface ReceiverAddrs { raw: number, mesh: string[], meshFresh: string[], meshF16: string[], naive: string }
+interface ReceiverAddrs { raw: number, mesh: string[], meshFresh: string[], meshNarrowed: string[], naive: string }
 
 /** Starts every receiving end; `bytes` / `webrtcBytes` size the baselines' preallocated buffers. */
 export async function startReceivers (bytes: number, webrtcBytes: number): Promise<{ addrs: ReceiverAddrs, stop: () => Promise<void> }> {
@@ -155,11 +160,11 @@ export async function startReceivers (bytes: number, webrtcBytes: number): Promi
   // ... and one with the default allocation: fresh memory per tensor, as peers read activations today
   const meshFresh = await createMeshNode({ listen: [loopbackListen('tcp')] })
   await handleRpc(meshFresh, { 'run.push': async () => ({ body: { ok: true } }) }, { maxTensorBytes })
-  // ... and one that widens float16 tensors back to float32, as a peer on a `--wire f16` job does
-  const meshF16 = await createMeshNode({ listen: [loopbackListen('tcp')] })
-  await handleRpc(meshF16, {
+  // ... and one that widens float16 or bfloat16 tensors back to float32, as a peer on a `--wire f16` or `bf16` job does
+  const meshNarrowed = await createMeshNode({ listen: [loopbackListen('tcp')] })
+  await handleRpc(meshNarrowed, {
     'run.push': async (req) => {
-      widenFromWire(req.tensors, 'f16')
+      widenFromWire(req.tensors, req.tensors.x?.dtype === 'BF16' ? 'bf16' : 'f16')
       return { body: { ok: true } }
     }
   }, { maxTensorBytes, allocate: (n) => tensorSink.subarray(0, n) })
@@ -182,10 +187,10 @@ export async function startReceivers (bytes: number, webrtcBytes: number): Promi
   })
   const naiveAddr = naive.getMultiaddrs().find((a) => a.toString().includes('/webrtc-direct'))
   return {
-    addrs: { raw: (server.address() as AddressInfo).port, mesh: mesh.getMultiaddrs().map(String), meshFresh: meshFresh.getMultiaddrs().map(String), meshF16: meshF16.getMultiaddrs().map(String), naive: String(naiveAddr) },
+    addrs: { raw: (server.address() as AddressInfo).port, mesh: mesh.getMultiaddrs().map(String), meshFresh: meshFresh.getMultiaddrs().map(String), meshNarrowed: meshNarrowed.getMultiaddrs().map(String), naive: String(naiveAddr) },
     stop: async () => {
       server.close()
-      await Promise.all([mesh.stop(), meshFresh.stop(), meshF16.stop(), naive.stop()])
+      await Promise.all([mesh.stop(), meshFresh.stop(), meshNarrowed.stop(), naive.stop()])
     }
   }
 }
@@ -233,17 +238,17 @@ function rpcSender (client: MeshNode, addr: Multiaddr, tensor: Tensor): () => Pr
   }
 }
 
-/** The `--wire f16` path: narrow here, push, the server widens. */
-function f16Sender (client: MeshNode, addr: Multiaddr, tensor: Tensor): () => Promise<void> {
+/** The `--wire f16` or `bf16` path: narrow here, push, the server widens. */
+function narrowedSender (client: MeshNode, addr: Multiaddr, tensor: Tensor, wire: Narrowed): () => Promise<void> {
   return async () => {
-    await rpcCall(client, addr, 'run.push', { jobId: 'bench', runId: 'r', stage: 0 }, { tensors: { x: narrowForWire(tensor, 'f16') }, timeoutMs: 600_000 })
+    await rpcCall(client, addr, 'run.push', { jobId: 'bench', runId: 'r', stage: 0 }, { tensors: { x: narrowForWire(tensor, wire) }, timeoutMs: 600_000 })
   }
 }
 
-/** Largest relative error of the F32 → F16 → F32 trip over the elements in the normal F16 range. */
-function f16RelativeError (tensor: Tensor): number {
+/** Largest relative error of the F32 → narrowed → F32 trip over the elements in the normal F16 range. */
+function narrowedRelativeError (tensor: Tensor, wire: Narrowed): number {
   const x = view(tensor) as Float32Array
-  const back = view(widenFromWire({ x: narrowForWire(tensor, 'f16') }, 'f16').x) as Float32Array
+  const back = view(widenFromWire({ x: narrowForWire(tensor, wire) }, wire).x) as Float32Array
   let worst = 0
   for (let i = 0; i < x.length; i++) {
     if (Math.abs(x[i]) >= F16_MIN_NORMAL) worst = Math.max(worst, Math.abs(back[i] - x[i]) / Math.abs(x[i]))
@@ -280,7 +285,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
   const bytes = Math.round((options.mib ?? 256) * 1024 * 1024 / 4) * 4
   const webrtcBytes = Math.round((options.webrtcMib ?? 64) * 1024 * 1024 / 4) * 4
   const rounds = options.rounds ?? 9
-  const f16Rounds = options.f16Rounds ?? 3
+  const narrowRounds = options.narrowRounds ?? 3
   const withWebrtc = options.webrtc !== false
   const log = options.log ?? (() => {})
 
@@ -315,7 +320,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
     const rtcAddr = multiaddr(addrs.mesh.find((a) => a.includes('/webrtc-direct')) ?? '')
     const tcp = rpcSender(meshClient, tcpAddr, tensor)
     const fresh = rpcSender(meshClient, multiaddr(addrs.meshFresh.find((a) => a.includes('/tcp/')) ?? ''), tensor)
-    const f16 = f16Sender(meshClient, multiaddr(addrs.meshF16.find((a) => a.includes('/tcp/')) ?? ''), tensor)
+    const narrowedAddr = multiaddr(addrs.meshNarrowed.find((a) => a.includes('/tcp/')) ?? '')
     const small: Tensor = { dtype: 'F32', shape: [webrtcBytes / 4], data: tensor.data.subarray(0, webrtcBytes) }
     const rtc = rtcClient != null ? rpcSender(rtcClient, rtcAddr, small) : undefined
     const naive = naiveClient != null ? naiveSender(naiveClient, multiaddr(addrs.naive), small.data) : undefined
@@ -325,10 +330,10 @@ export async function measureTransport (options: TransportOptions = {}): Promise
     await raw.once()
     await tcp()
 
-    const series: Record<'raw' | 'tcp' | 'fresh' | 'f16' | 'naive' | 'rtc', number[]> = { raw: [], tcp: [], fresh: [], f16: [], naive: [], rtc: [] }
+    const series: Record<'raw' | 'tcp' | 'fresh' | 'naive' | 'rtc', number[]> = { raw: [], tcp: [], fresh: [], naive: [], rtc: [] }
     const tcpRatios: number[] = []
     const freshRatios: number[] = []
-    const f16Ratios: number[] = []
+    const narrowed: Array<{ wire: Narrowed, mbps: number[], ratios: number[] }> = []
     const gains: number[] = []
     // Each pair alternates which of its two runs first, round by round, so
     // that a drift in the machine's load favours neither.
@@ -356,14 +361,18 @@ export async function measureTransport (options: TransportOptions = {}): Promise
       freshRatios.push(e / a)
       log(`  fresh-memory round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, tensor channel into fresh memory ${e.toFixed(0)} MB/s (ratio ${(e / a).toFixed(3)})`)
     }
-    // The f16 rounds allocate too (the narrowed copy here, the widened one there): after the others.
-    for (let r = 0; r < f16Rounds; r++) {
-      const [a, h] = await pair(r, bytes, raw.once, f16)
-      series.f16.push(h)
-      f16Ratios.push(h / a)
-      log(`  f16 round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, F32 through narrow + push as F16 + widen ${h.toFixed(0)} MB/s (ratio ${(h / a).toFixed(3)})`)
+    // The narrowed rounds allocate too (the narrowed copy here, the widened one there): after the others.
+    for (const wire of narrowRounds > 0 ? NARROWED : []) {
+      const send = narrowedSender(meshClient, narrowedAddr, tensor, wire)
+      const n = { wire, mbps: [] as number[], ratios: [] as number[] }
+      for (let r = 0; r < narrowRounds; r++) {
+        const [a, h] = await pair(r, bytes, raw.once, send)
+        n.mbps.push(h)
+        n.ratios.push(h / a)
+        log(`  ${wire} round ${r + 1}: raw TCP ${a.toFixed(0)} MB/s, F32 through narrow + push as ${wire} + widen ${h.toFixed(0)} MB/s (ratio ${(h / a).toFixed(3)})`)
+      }
+      narrowed.push(n)
     }
-    const f16Error = f16Rounds > 0 ? f16RelativeError(tensor) : undefined
     // WebRTC last as well: node-datachannel's threads stay busy for a while
     // after a transfer and would slow a TCP run that followed.
     if (naive != null && rtc != null) {
@@ -389,7 +398,12 @@ export async function measureTransport (options: TransportOptions = {}): Promise
       tcp_fresh_memory_ratio: fix(median(freshRatios)),
       tcp_fresh_memory_ratio_spread: spread(freshRatios),
       ...(naive != null ? { wire_webrtc_gain: fix(median(gains)), wire_webrtc_gain_spread: spread(gains) } : {}),
-      ...(f16Error != null ? { wire_f16_ratio: fix(median(f16Ratios)), wire_f16_ratio_spread: spread(f16Ratios), wire_f16_max_rel_error: Number(f16Error.toPrecision(3)) } : {}),
+      ...Object.fromEntries(narrowed.flatMap((n) => [
+        [`wire_${n.wire}_ratio`, fix(median(n.ratios))],
+        [`wire_${n.wire}_ratio_spread`, spread(n.ratios)],
+        [`wire_${n.wire}_max_rel_error`, Number(narrowedRelativeError(tensor, n.wire).toPrecision(3))],
+        [n.wire, s(n.mbps)]
+      ])) as NarrowedFigures,
       layout: options.onePlace === true ? 'one process' : 'two processes',
       bytes,
       ...(naive != null ? { webrtc_bytes: webrtcBytes } : {}),
@@ -398,7 +412,6 @@ export async function measureTransport (options: TransportOptions = {}): Promise
       tcp: s(series.tcp),
       tcp_fresh_memory: s(series.fresh),
       ...(naive != null ? { webrtc_naive: s(series.naive), webrtc: s(series.rtc) } : {}),
-      ...(f16Error != null ? { f16: s(series.f16) } : {}),
       tcp_ratios: tcpRatios.map(fix),
       ...(naive != null ? { webrtc_gains: gains.map(fix) } : {}),
       ...(encryption != null ? { tcp_encryption: encryption } : {})
@@ -410,7 +423,7 @@ export async function measureTransport (options: TransportOptions = {}): Promise
   }
 }
 
-const USAGE = 'node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--f16-rounds 3] [--one-process] [--no-webrtc] [--json]'
+const USAGE = 'node bench/transport.ts [--mib 256] [--webrtc-mib 64] [--rounds 9] [--narrow-rounds 3] [--one-process] [--no-webrtc] [--json]'
 
 if (import.meta.main) {
   if (process.argv[2] === '--receivers') {
@@ -422,7 +435,7 @@ if (import.meta.main) {
       mib: { type: 'string', default: '256' },
       'webrtc-mib': { type: 'string', default: '64' },
       rounds: { type: 'string', default: '9' },
-      'f16-rounds': { type: 'string', default: '3' },
+      'narrow-rounds': { type: 'string', default: '3' },
       'one-process': { type: 'boolean', default: false },
       'no-webrtc': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false }
@@ -430,16 +443,19 @@ if (import.meta.main) {
     const mib = numberFlag(values, 'mib', USAGE)
     const webrtcMib = numberFlag(values, 'webrtc-mib', USAGE)
     const rounds = numberFlag(values, 'rounds', USAGE)
-    const f16Rounds = numberFlag(values, 'f16-rounds', USAGE, { min: 0 })
+    const narrowRounds = numberFlag(values, 'narrow-rounds', USAGE, { min: 0 })
     const log = (line: string): void => { if (values.json !== true) console.log(line) }
     log(`tensor channel vs baselines, ${values['one-process'] === true ? 'both ends in this process' : 'receivers in a child process'}, node ${process.version}`)
-    const f = await measureTransport({ mib, webrtcMib, rounds, f16Rounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
+    const f = await measureTransport({ mib, webrtcMib, rounds, narrowRounds, onePlace: values['one-process'], webrtc: values['no-webrtc'] !== true, log })
     if (values.json === true) console.log(JSON.stringify(f))
     else {
       const range = (s: Spread): string => `rounds ${s[0]}–${s[1]}`
       log(`wire_tcp_ratio         ${f.wire_tcp_ratio}  (${range(f.wire_tcp_ratio_spread)}; raw TCP ${f.raw_tcp.mbps} MB/s, tensor channel ${f.tcp.mbps} MB/s, ${f.tcp_encryption ?? '?'})`)
       log(`tcp_fresh_memory_ratio ${f.tcp_fresh_memory_ratio}  (${range(f.tcp_fresh_memory_ratio_spread)}; tensor channel into fresh memory ${f.tcp_fresh_memory.mbps} MB/s)`)
-      if (f.wire_f16_ratio != null && f.wire_f16_ratio_spread != null) log(`wire_f16_ratio         ${f.wire_f16_ratio}  (${range(f.wire_f16_ratio_spread)}; ${f.f16?.mbps} MB/s of F32; max relative error ${f.wire_f16_max_rel_error})`)
+      for (const w of NARROWED) {
+        const spreadOf = f[`wire_${w}_ratio_spread`]
+        if (spreadOf != null) log(`${`wire_${w}_ratio`.padEnd(23)}${f[`wire_${w}_ratio`]}  (${range(spreadOf)}; ${f[w]?.mbps} MB/s of F32; max relative error ${f[`wire_${w}_max_rel_error`]})`)
+      }
       if (f.wire_webrtc_gain != null && f.wire_webrtc_gain_spread != null) log(`wire_webrtc_gain       ${f.wire_webrtc_gain}  (${range(f.wire_webrtc_gain_spread)}; naive ${f.webrtc_naive?.mbps} MB/s, tensor channel ${f.webrtc?.mbps} MB/s)`)
     }
   }
