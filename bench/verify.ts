@@ -4,27 +4,31 @@
  * on a stage run's outputs with probability p), each with `--verify RATE`.
  * Prints how many jobs caught the liar, whether every caught job still
  * equals the honest reference bit for bit (the rollback's promise), and how
- * many uncaught jobs let a lie into the video.
+ * many uncaught jobs let a lie into the video. With --samples 2 the planner
+ * runs copies of the model on all three peers (4 passes a step); with
+ * --stages 3, a pipeline whatever the samples.
  *
- *   node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]
+ *   node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--samples 1] [--stages K] [--json]
  */
 import { generate } from '../coordinator/generate.ts'
 import { startLocalMesh } from '../coordinator/local-mesh.ts'
 import type { GenerateOptions, GenerateResult } from '../coordinator/generate.ts'
 import { benchArgs, numberFlag } from './args.ts'
 
-const usage = 'node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--json]'
+const usage = 'node bench/verify.ts [--runs 20] [--rate 0.25] [--faulty 0.5] [--steps 6] [--samples 1] [--stages K] [--json]'
 const values = benchArgs({
   runs: { type: 'string', default: '20' },
   rate: { type: 'string', default: '0.25' },
   faulty: { type: 'string', default: '0.5' },
   steps: { type: 'string', default: '6' },
+  samples: { type: 'string', default: '1' },
+  stages: { type: 'string' },
   json: { type: 'boolean', default: false }
 }, usage)
 const runs = numberFlag(values, 'runs', usage)
 const rate = numberFlag(values, 'rate', usage, { min: 0, real: true })
 const faulty = numberFlag(values, 'faulty', usage, { min: 0, real: true })
-const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: numberFlag(values, 'steps', usage), guidance: 2, seed: 11, samples: 1, ssr: false, timeoutMs: 60_000 }
+const job: GenerateOptions = { prompt: 'a kite over a hill', model: 'tiny', steps: numberFlag(values, 'steps', usage), guidance: 2, seed: 11, samples: numberFlag(values, 'samples', usage), ...(values.stages != null ? { stages: numberFlag(values, 'stages', usage) } : {}), ssr: false, timeoutMs: 60_000 }
 const same = (a: GenerateResult, b: GenerateResult): boolean => Buffer.from(a.video.data).equals(Buffer.from(b.video.data))
 const log = (line: string): void => { if (values.json !== true) console.log(line) }
 
@@ -60,13 +64,15 @@ try {
     } else if (!equal) {
       spoiled++
     }
-    log(`job ${k + 1}: ${hit != null ? `caught at step ${hit.step + 1}, stage ${hit.stage ?? '?'}` : 'not caught'}; ${report?.checks ?? 0} checks, ${report?.rollbacks ?? 0} rollback(s) (${report?.stepsRedone ?? 0} finished step(s) discarded); ${equal ? 'equals' : 'DIFFERS FROM'} the reference; ${s.toFixed(2)} s`)
+    log(`job ${k + 1} (${result.plan.placement === 'replicated' ? 'copies' : 'pipeline'}): ${hit != null ? `caught at step ${hit.step + 1}, stage ${hit.stage ?? '?'}` : 'not caught'}; ${report?.checks ?? 0} checks, ${report?.rollbacks ?? 0} rollback(s) (${report?.stepsRedone ?? 0} finished step(s) discarded); ${equal ? 'equals' : 'DIFFERS FROM'} the reference; ${s.toFixed(2)} s`)
   }
   const summary = {
     runs,
     rate,
     faulty,
     steps: job.steps,
+    samples: job.samples,
+    stages: job.stages ?? null,
     caught,
     catchRate: caught / runs,
     caughtEqualReference: caughtEqual,

@@ -49,11 +49,16 @@ export class Replicas {
 
   /** One forward pass, on the copy that would finish it first. */
   async run (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
+    return (await this.runTracked(inputs, options)).outputs
+  }
+
+  /** As run, also saying which copy (stage i of the plan) answered: verification checks that copy's answer. */
+  async runTracked (inputs: Record<string, Tensor>, options: RunOptions = {}): Promise<{ outputs: Record<string, Tensor>, copy: number }> {
     // The rule replication.ts replicaLoads prices, applied to the passes in flight.
     const best = firstToFinish(this.running, this.seconds)
     this.running[best]++
     try {
-      return await this.copies[best].run(inputs, options)
+      return { outputs: await this.copies[best].run(inputs, options), copy: best }
     } catch (err) {
       if (toLumiereError(err).code === 'DEADLINE_EXCEEDED') this.late = this.peers[best]
       throw err

@@ -103,7 +103,9 @@ interface Prepared {
  * chosen for checking runs on the tapped copy of the pipeline, so the
  * coordinator sees every stage's inputs and outputs; each chosen stage is
  * then run alone, on those inputs, on a peer that does not hold it, and the
- * answers compared (verify.ts: tolerance, referee). A peer convicted is
+ * answers compared (verify.ts: tolerance, referee). On copies of the model
+ * a pass chosen for checking is run again on another copy (or an idle
+ * peer): the pass's inputs and outputs are all there is to see. A peer convicted is
  * dropped, the model re-planned without it, and the pass run again; if
  * unchecked work of it was already used, the sampler is rolled back
  * (verify.ts withRollback; this is the Rollbackable).
@@ -252,6 +254,12 @@ export class ResilientPipeline implements Rollbackable {
       let ran = d.pipeline
       const on = { ...options, signal: AbortSignal.any([d.closed.signal, ...(options.signal != null ? [options.signal] : [])]) }
       try {
+        if (d.pipeline instanceof Replicas && this.choose != null) {
+          const out = await this.checkedCopyRun(d, d.pipeline, generation, step, inputs, on)
+          if (out == null) continue // a liar was dropped and the model re-planned: run it again
+          if (this.ledger.rollbackPending()) throw new RollbackError()
+          return out
+        }
         const checked = this.choose == null ? [] : d.graphs.filter(() => this.choose?.() === true).map((g) => g.index)
         let out: Record<string, Tensor> | undefined
         if (checked.length === 0) {
@@ -295,7 +303,21 @@ export class ResilientPipeline implements Rollbackable {
     return Object.fromEntries(d.outputs.map((n) => [n, all[n]]))
   }
 
-  /** Checks stage `s` of a tapped pass; returns the peers convicted. */
+  /** A pass on copies: checked (when chosen) by running it again elsewhere; undefined when its copy lied and was dropped. */
+  private async checkedCopyRun (d: Deployment, replicas: Replicas, generation: number, step: number, inputs: Record<string, Tensor>, options: RunOptions): Promise<Record<string, Tensor> | undefined> {
+    const { outputs, copy } = await replicas.runTracked(inputs, options)
+    const g = d.graphs[copy]
+    if (this.choose?.() !== true) {
+      this.ledger.unchecked(g.peer, step)
+      return outputs
+    }
+    const liars = await this.check(d, generation, step, g.index, { ...inputs, ...outputs }, options)
+    if (liars.length === 0) return outputs
+    this.drop(new Set(liars))
+    return undefined
+  }
+
+  /** Checks stage `s` of a tapped pass (or copy s's pass); returns the peers convicted. */
   private async check (d: Deployment, generation: number, step: number, s: number, values: Record<string, Tensor>, options: RunOptions): Promise<string[]> {
     const g = d.graphs.find((x) => x.index === s)
     if (g == null) throw new LumiereError('INTERNAL', `no stage ${s} to check`)
@@ -364,8 +386,8 @@ export class ResilientPipeline implements Rollbackable {
   private async deployOnto (peers: PeerInfo[], abort: AbortController): Promise<Deployment> {
     const signal = this.options.signal == null ? abort.signal : AbortSignal.any([this.options.signal, abort.signal])
     const stages = Math.min(this.options.stages ?? peers.length, peers.length)
-    // Copies of the model are an option only when the stage count is free and no stage is checked (verification taps a chain of stages).
-    const microBatches = this.options.stages == null && this.choose == null ? this.options.microBatches ?? 1 : 1
+    // Copies of the model are an option only when the stage count is free.
+    const microBatches = this.options.stages == null ? this.options.microBatches ?? 1 : 1
     const { plan, pipeline } = await deployForStep(this.coordinator, this.model, this.dag, peers, stages, microBatches, signal, this.options.wire, { style: this.options.style })
     for (const id of jobIdsOf(pipeline)) this.jobIds.add(id)
     const inputs = graphInputs(this.model).map((i) => i.name)
@@ -375,6 +397,8 @@ export class ResilientPipeline implements Rollbackable {
     try {
       // The same stage graphs (same hashes: the peers load nothing new), every output tapped.
       d.graphs = buildStages(this.model, this.dag, plan, peers, { style: this.options.style })
+      // A copy's inputs and outputs are the pass's own: nothing to tap.
+      if (plan.placement === 'replicated') return d
       const taps = [...new Set([...outputs, ...d.graphs.flatMap((g) => g.outputs)])]
       d.tapped = await Pipeline.open(this.coordinator.node, this.coordinator.inbox, d.graphs, { inputs, outputs: taps }, { signal, wire: this.options.wire })
       this.jobIds.add(d.tapped.jobId)

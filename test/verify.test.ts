@@ -32,12 +32,12 @@ const liar = addrs[2].split('/p2p/')[1]
 const reference = await generate({ ...job, local: 1 })
 
 t.test('base pipeline: --verify 1 catches the liar and the video equals the honest reference', async (t) => {
-  // --stages 3: the pipeline --verify runs, so the liar holds a stage (left free, the planner may copy the model onto the two others).
+  // --stages 3: a pipeline in which the liar holds a stage (left free, the planner may copy the model onto the two others; copies are checked below).
   const spoiled = await generate({ ...job, peers: addrs, stages: 3 })
   t.notOk(sameVideo(spoiled, reference), 'unchecked, the faulty peer changes the video')
 
   const warnings: string[] = []
-  const result = await generate({ ...job, peers: addrs, verify: 1, onWarning: (m) => { warnings.push(m) } })
+  const result = await generate({ ...job, peers: addrs, stages: 3, verify: 1, onWarning: (m) => { warnings.push(m) } })
   const report = result.verification?.base
   t.ok(warnings.some((w) => w.includes(`peer ${liar} returned a wrong result`)), `a warning names the liar (${warnings.join('; ')})`)
   t.same(report?.liars.map((e) => e.peer), [liar], 'the liar, and only it, was convicted')
@@ -51,7 +51,7 @@ t.test('base pipeline: --verify 1 catches the liar and the video equals the hone
 t.test('base pipeline: --verify 0.25 catches the liar in most runs; caught runs roll back and still equal the reference', async (t) => {
   let caught = 0
   for (let k = 0; k < 3; k++) {
-    const result = await generate({ ...job, peers: addrs, verify: 0.25 })
+    const result = await generate({ ...job, peers: addrs, stages: 3, verify: 0.25 })
     const report = result.verification?.base
     if (report?.liars.some((e) => e.peer === liar) !== true) { t.comment(`run ${k + 1}: the liar went unnoticed`); continue }
     caught++
@@ -59,6 +59,20 @@ t.test('base pipeline: --verify 0.25 catches the liar in most runs; caught runs 
     t.ok(sameVideo(result, reference), `run ${k + 1}: caught, rolled back, equal to the reference`)
   }
   t.ok(caught >= 1, `caught in ${caught} of 3 runs`)
+})
+
+t.test('copies of the model: --verify 1 checks each pass on another copy, catches the liar, and the video equals the honest reference', async (t) => {
+  // Two samples: 4 passes a step, which the planner spreads over copies on all three peers, the liar's included.
+  const two = { ...job, samples: 2 }
+  const honest = await generate({ ...two, local: 1 })
+  const result = await generate({ ...two, peers: addrs, verify: 1 })
+  const report = result.verification?.base
+  t.equal(result.plan.placement, 'replicated', `run on copies (${result.plan.stages.length} after the re-plan)`)
+  t.same(report?.liars.map((e) => e.peer), [liar], 'the liar, and only it, was convicted')
+  t.ok(result.plan.stages.every((s) => s.peer !== liar), 'and holds no copy after')
+  t.ok((report?.checks ?? 0) >= 2 * job.steps * 2, `every pass checked (${report?.checks} checks for ${2 * job.steps * 2} passes)`)
+  t.equal(report?.rollbacks, 0, 'nothing unchecked to roll back')
+  t.ok(sameVideo(result, honest), 'the video equals the honest reference bit for bit')
 })
 
 t.test('SSR scatter: --verify 1 catches the liar and the fused result equals the honest one', async (t) => {
