@@ -71,7 +71,7 @@ export function generateCommand (): Command {
     .option('--checkpoint <dir>', 'write the sampler state into DIR as the job runs, so --resume DIR can finish it')
     .option('--checkpoint-every <n>', 'steps between checkpoints', positiveInt('--checkpoint-every'), 1)
     .option('--resume <dir>', 'finish the checkpointed job in DIR (its options come from the checkpoint; it keeps checkpointing there)')
-    .option('--verify <rate>', 'volunteer meshes: recompute this fraction in [0, 1] of tasks (base stage runs, SSR windows) on a different peer and compare; a peer caught lying is dropped and its work redone (1 = every task checked, about twice the compute)', fraction('--verify'), 0)
+    .option('--verify <rate>', 'volunteer meshes: recompute this fraction in [0, 1] of tasks (base stage runs or passes on copies of the model, SSR windows) on a different peer and compare; a peer caught lying is dropped and its work redone (1 = every task checked, about twice the compute)', fraction('--verify'), 0)
     .option('--hedge', 'also send an SSR window that runs long (2× the median) to an idle peer; the first answer wins')
   meshOptions(cmd)
   outputOptions(cmd)
