@@ -105,10 +105,10 @@ interface Prepared {
  * then run alone, on those inputs, on a peer that does not hold it, and the
  * answers compared (verify.ts: tolerance, referee). On copies of the model
  * a pass chosen for checking is run again on another copy (or an idle
- * peer): the pass's inputs and outputs are all there is to see. A peer convicted is
- * dropped, the model re-planned without it, and the pass run again; if
- * unchecked work of it was already used, the sampler is rolled back
- * (verify.ts withRollback; this is the Rollbackable).
+ * peer): the pass's inputs and outputs are all there is to see. A peer
+ * convicted is dropped, the model re-planned without it, and the pass run
+ * again; if unchecked work of it was already used, the sampler is rolled
+ * back (verify.ts withRollback; this is the Rollbackable).
  */
 export class ResilientPipeline implements Rollbackable {
   readonly ledger = new Ledger()
