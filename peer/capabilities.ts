@@ -111,6 +111,12 @@ export class SpeedFigure {
     return new SpeedFigure(measure, () => executor.idle, await measure())
   }
 
+  /** The best figure so far, measuring nothing. */
+  get value (): number {
+    return this.best
+  }
+
+  /** The best figure, measured again first when due (see the class). */
   async get (): Promise<number> {
     if (this.measuring == null && this.idle() && performance.now() - this.at >= this.intervalMs) {
       // A failed re-measure (the executor closing) leaves the figure as it was.

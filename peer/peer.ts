@@ -88,7 +88,7 @@ export async function startPeer (options: PeerOptions): Promise<RunningPeer> {
   const node = await createMeshNode({ listen, ...(options.privateKey != null ? { privateKey: options.privateKey } : {}), ...(options.access != null ? { access: options.access } : {}) })
   const speed = await SpeedFigure.start(executor)
   const peerId = node.peerId.toString()
-  const capabilities = describePeer(peerId, providers, await speed.get(), await cache.count())
+  const capabilities = describePeer(peerId, providers, speed.value, await cache.count())
   const loaded = new Set<string>()
   /** Loads under way, by executor key: concurrent setups share one. */
   const loading = new Map<string, Promise<void>>()

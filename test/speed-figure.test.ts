@@ -19,9 +19,12 @@ function scripted (figures: Array<number | Error>): { measure: () => Promise<num
 t.test('keeps the best of its measures', async (t) => {
   const s = scripted([3, 2])
   const figure = new SpeedFigure(s.measure, () => true, 1, 0)
+  t.equal(figure.value, 1, 'value measures nothing')
+  t.equal(s.calls(), 0)
   t.equal(await figure.get(), 3, 'a faster re-measure raises it')
   t.equal(await figure.get(), 3, 'a slower one does not lower it')
   t.equal(s.calls(), 2)
+  t.equal(figure.value, 3)
 })
 
 t.test('measures only while idle, at most once an interval, once for concurrent asks', async (t) => {
