@@ -172,22 +172,21 @@ export function bfloat16ToFloat32 (src: Uint16Array, out?: Float32Array): Float3
 
 /** An F16 tensor of the same shape (from F32 by rounding to nearest even; an F16 tensor is copied). */
 export function toF16 (t: Tensor): Tensor {
-  checkTensor(t, 'toF16')
-  let h: Uint16Array
-  if (t.dtype === 'F32') h = float32ToFloat16(view(t) as Float32Array)
-  else if (t.dtype === 'F16') h = (view(t) as Uint16Array).slice()
-  else throw new LumiereError('BAD_ARGUMENT', `toF16 converts F32 (or copies F16) tensors, got ${t.dtype}: convert it to F32 first`)
-  return { dtype: 'F16', shape: [...t.shape], data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) }
+  return toHalfWidth(t, 'F16', float32ToFloat16)
 }
 
 /** A BF16 tensor of the same shape (from F32 by rounding to nearest even; a BF16 tensor is copied). */
 export function toBF16 (t: Tensor): Tensor {
-  checkTensor(t, 'toBF16')
+  return toHalfWidth(t, 'BF16', float32ToBfloat16)
+}
+
+function toHalfWidth (t: Tensor, dtype: 'F16' | 'BF16', narrow: (src: Float32Array) => Uint16Array): Tensor {
+  checkTensor(t, `to${dtype}`)
   let h: Uint16Array
-  if (t.dtype === 'F32') h = float32ToBfloat16(view(t) as Float32Array)
-  else if (t.dtype === 'BF16') h = (view(t) as Uint16Array).slice()
-  else throw new LumiereError('BAD_ARGUMENT', `toBF16 converts F32 (or copies BF16) tensors, got ${t.dtype}: convert it to F32 first`)
-  return { dtype: 'BF16', shape: [...t.shape], data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) }
+  if (t.dtype === 'F32') h = narrow(view(t) as Float32Array)
+  else if (t.dtype === dtype) h = (view(t) as Uint16Array).slice()
+  else throw new LumiereError('BAD_ARGUMENT', `to${dtype} converts F32 (or copies ${dtype}) tensors, got ${t.dtype}: convert it to F32 first`)
+  return { dtype, shape: [...t.shape], data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) }
 }
 
 /** An F32 tensor of the same shape (from F16 or BF16 exactly; an F32 tensor is copied). */
