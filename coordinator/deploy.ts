@@ -29,6 +29,8 @@ export interface Deployment {
 /** A deployment for steps of several passes: a pipeline, or Replicas for a 'replicated' plan. */
 export interface StepDeployment extends Omit<Deployment, 'pipeline'> {
   pipeline: Pipeline | Replicas
+  /** The stage graphs as placed (a copy's is the whole model): verification runs them again elsewhere. */
+  graphs: StageGraph[]
 }
 
 export interface DeployOptions {
@@ -122,7 +124,7 @@ export async function deployForStep (coordinator: Coordinator, model: ModelProto
   const pipeline = plan.placement === 'replicated'
     ? await Replicas.open(coordinator.node, coordinator.inbox, graphs, plan.stages.map((s) => s.estSeconds), modelIo(model), { signal, wire })
     : await Pipeline.open(coordinator.node, coordinator.inbox, graphs, modelIo(model), { signal, wire })
-  return { plan, pipeline, links }
+  return { plan, pipeline, links, graphs }
 }
 
 /** The peers as the planner sees them, with their links measured unless options say not to (only with K >= 2 stages: one stage sends nothing peer to peer). */

@@ -2,7 +2,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { LumiereError, toLumiereError } from '../src/errors.ts'
 import { rpcCall } from '../protocol/rpc.ts'
 import { graphInputs, graphOutputs } from './check-inputs.ts'
-import { buildStages, deployForStep } from './deploy.ts'
+import { deployForStep } from './deploy.ts'
 import { DEFAULT_LIVENESS, Heartbeat, lossReason, stuckStage } from './liveness.ts'
 import { Pipeline } from './pipeline.ts'
 import { planPeers } from './plan.ts'
@@ -388,17 +388,16 @@ export class ResilientPipeline implements Rollbackable {
     const stages = Math.min(this.options.stages ?? peers.length, peers.length)
     // Copies of the model are an option only when the stage count is free.
     const microBatches = this.options.stages == null ? this.options.microBatches ?? 1 : 1
-    const { plan, pipeline } = await deployForStep(this.coordinator, this.model, this.dag, peers, stages, microBatches, signal, this.options.wire, { style: this.options.style })
+    const { plan, pipeline, graphs } = await deployForStep(this.coordinator, this.model, this.dag, peers, stages, microBatches, signal, this.options.wire, { style: this.options.style })
     for (const id of jobIdsOf(pipeline)) this.jobIds.add(id)
     const inputs = graphInputs(this.model).map((i) => i.name)
     const outputs = graphOutputs(this.model)
-    const d: Deployment = { plan, pipeline, graphs: [], inputs, outputs, checkers: new Map(), closed: new AbortController() }
-    if (this.choose == null) return d
+    // Kept only to verify with: they hold the graphs' bytes.
+    const d: Deployment = { plan, pipeline, graphs: this.choose != null ? graphs : [], inputs, outputs, checkers: new Map(), closed: new AbortController() }
+    // A copy's inputs and outputs are the pass's own: nothing to tap.
+    if (this.choose == null || plan.placement === 'replicated') return d
     try {
-      // The same stage graphs (same hashes: the peers load nothing new), every output tapped.
-      d.graphs = buildStages(this.model, this.dag, plan, peers, { style: this.options.style })
-      // A copy's inputs and outputs are the pass's own: nothing to tap.
-      if (plan.placement === 'replicated') return d
+      // The same stage graphs (the peers load nothing new), every output routed here too.
       const taps = [...new Set([...outputs, ...d.graphs.flatMap((g) => g.outputs)])]
       d.tapped = await Pipeline.open(this.coordinator.node, this.coordinator.inbox, d.graphs, { inputs, outputs: taps }, { signal, wire: this.options.wire })
       this.jobIds.add(d.tapped.jobId)
